@@ -1,0 +1,3 @@
+from roofsim.cli import main
+
+raise SystemExit(main())

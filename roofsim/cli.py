@@ -1,0 +1,50 @@
+"""The ``roofsim`` command. Thin: each subcommand lives in ``roofsim/commands/<name>.py``
+and exposes ``register(subparsers)``, which adds a parser whose ``func(args)`` runs it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from pydantic import ValidationError
+
+from roofsim import commands
+from roofsim.errors import is_user_facing
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage dump is noise; one line, exit 2
+        self.exit(2, f"roofsim: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="roofsim", description="Trace PyTorch models, simulate them on hardware, explain the time.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"roofsim.commands.{mod.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        print(f"roofsim: error: {loc}: {err['msg']}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        if not is_user_facing(e):
+            raise
+        print(f"roofsim: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
