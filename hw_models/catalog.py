@@ -4,6 +4,20 @@ Layout: ``catalog/systems/<id>.yaml`` (whole machines), ``catalog/hosts/<id>.yam
 (host CPUs a system names with ``host: <id>``) and ``catalog/tiers/<id>.yaml`` (memory
 tiers such as a CXL expander that a system adds with ``attach: [<id>, ...]``).
 A system with ``host_link`` gets a ``host`` tier: the host's DRAM reached over that link.
+
+What-if files: a system document may start from another with ``base: <system id>``
+(or a path to a YAML file, relative to the including file). The named system's
+document is deep-merged *under* this one: mappings merge key by key; any other value
+(strings, lists such as ``tiers`` or ``memory``) is replaced whole, and so is a number
+mapping (``{value, source}`` or an efficiency curve), so a new value never inherits the
+old source; ``attach`` lists are appended to the base's; ``null`` removes a key (e.g.
+``interconnect: null``). A ``host`` mapping merges over the base's host even when the
+base names it by catalog id. Without its own ``id`` a derived file takes its file name.
+For example, a slower-host H100::
+
+    base: h100-sxm
+    name: H100 with a slow host
+    host: {dispatch_overhead: {value: 25 us, source: "what-if"}}
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .spec import HostSpec, SystemSpec, TierSpec
+from .spec import HostSpec, LinkSpec, SystemSpec, TierSpec
 
 CATALOG = Path(__file__).parent / "catalog"
 
@@ -67,39 +81,113 @@ def _component(sub: str, ref: Any, what: str) -> dict[str, Any]:
     return doc
 
 
-def _explain(e: ValidationError, path: Path | str) -> SpecError:
+def _explain(e: ValidationError, path: Path | str, prefix: str = "") -> SpecError:
     err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    loc = ".".join([prefix] * bool(prefix) + [str(x) for x in err["loc"]]) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     return SpecError(f"{path}: {loc}: {msg}")
 
 
-def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
-    """Build a ``SystemSpec`` from a system document, resolving host and tier references."""
+def _is_number(doc: dict[str, Any]) -> bool:
+    # a quantity or an efficiency curve is replaced whole, so a new value never keeps the old source
+    return "value" in doc or "points" in doc
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, val in over.items():
+        if val is None:
+            out.pop(key, None)
+        elif key == "attach":
+            out[key] = list(out.get(key) or []) + list(val)
+        elif key == "host" and isinstance(val, dict) and isinstance(out.get(key), str):
+            out[key] = _merge(_component("hosts", out[key], "host"), val)
+        elif isinstance(val, dict) and isinstance(out.get(key), dict) and not _is_number(val):
+            out[key] = _merge(out[key], val)
+        else:
+            out[key] = val
+    return out
+
+
+def _base_path(ref: str, origin: Path | str) -> Path:
+    if ref.endswith((".yaml", ".yml")):
+        path = Path(ref)
+        if not path.is_absolute() and isinstance(origin, Path):
+            near = origin.parent / path
+            # catalog files carry an origin relative to the package, not to the cwd
+            in_catalog = not origin.is_absolute() and not origin.exists() and (CATALOG.parent / origin).exists()
+            path = CATALOG.parent / near if in_catalog else near
+        return path
+    path = CATALOG / "systems" / f"{ref}.yaml"
+    if not path.exists():
+        raise SpecError(f"{origin}: base: unknown system {ref!r}; known: {', '.join(list_systems())}")
+    return path
+
+
+def expand_base(doc: dict[str, Any], origin: Path | str = "<spec>", _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``doc`` with its ``base:`` chain merged in (see the module docstring); no validation."""
+    if "base" not in doc:
+        return dict(doc)
     doc = dict(doc)
-    host = _component("hosts", doc.get("host"), "host") if "host" in doc else None
+    ref = doc.pop("base")
+    if not isinstance(ref, str) or not ref:
+        raise SpecError(f"{origin}: base: expected a system id or a YAML path, got {ref!r}")
+    path = _base_path(ref, origin)
+    key = str(path.resolve())
+    if key in _seen:
+        raise SpecError(f"{origin}: base: {ref!r} includes itself (a cycle of base: keys)")
+    if not path.exists():
+        raise SpecError(f"{origin}: base: file {str(path)!r} does not exist")
+    parent = expand_base(_read_yaml(path), path, (*_seen, key))
+    if "id" not in doc and isinstance(origin, Path):
+        doc["id"] = origin.stem
+    return _merge(parent, doc)
+
+
+def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
+    """Build a ``SystemSpec`` from a system document, resolving ``base``, host and tier references."""
+    if not isinstance(doc, dict):
+        raise SpecError(f"{origin}: expected a YAML mapping at the top level")
+    doc = expand_base(doc, origin)
+    try:
+        host = _component("hosts", doc.get("host"), "host") if "host" in doc else None
+    except SpecError as e:
+        raise SpecError(f"{origin}: host: {e}") from None
     if host is None:
         raise SpecError(f"{origin}: host: missing (a catalog host id such as {list_hosts()[:1]} or a mapping)")
     doc["host"] = host
     tiers = list(doc.get("tiers") or [])
     link = doc.pop("host_link", None)
-    try:
-        if link is not None:
+    if link is not None:
+        try:
             h = HostSpec.model_validate(host)
-            tiers.insert(
-                0,
-                {
-                    "name": "host",
-                    "kind": "host",
-                    "capacity": h.memory_capacity,
-                    "bandwidth": h.memory_bandwidth,
-                    "latency": h.memory_latency,
-                    "link": link,
-                },
-            )
-        for ref in doc.pop("attach", None) or []:
-            tiers.append(TierSpec.model_validate(_component("tiers", ref, "tier")).model_dump())
-        doc["tiers"] = tiers
+        except ValidationError as e:
+            raise _explain(e, origin, "host") from None
+        try:
+            link = LinkSpec.model_validate(link)
+        except ValidationError as e:
+            raise _explain(e, origin, "host_link") from None
+        tiers.insert(
+            0,
+            {
+                "name": "host",
+                "kind": "host",
+                "capacity": h.memory_capacity,
+                "bandwidth": h.memory_bandwidth,
+                "latency": h.memory_latency,
+                "link": link,
+            },
+        )
+    for ref in doc.pop("attach", None) or []:
+        try:
+            # validated objects, not dumps: a dump holds bare SI floats, which Quantity rejects
+            tiers.append(TierSpec.model_validate(_component("tiers", ref, "tier")))
+        except SpecError as e:
+            raise SpecError(f"{origin}: attach: {e}") from None
+        except ValidationError as e:
+            raise _explain(e, origin, f"attach[{ref if isinstance(ref, str) else '<inline>'}]") from None
+    doc["tiers"] = tiers
+    try:
         return SystemSpec.model_validate(doc)
     except ValidationError as e:
         raise _explain(e, origin) from None
@@ -126,3 +214,19 @@ def load(hardware: str | SystemSpec) -> SystemSpec:
     if isinstance(hardware, SystemSpec):
         return hardware
     return _load_cached(str(hardware)).model_copy(deep=True)
+
+
+def load_host(ref: str) -> HostSpec:
+    """A catalog host component (``catalog/hosts/<id>.yaml``) on its own."""
+    try:
+        return HostSpec.model_validate(_component("hosts", ref, "host"))
+    except ValidationError as e:
+        raise _explain(e, f"hosts/{ref}.yaml") from None
+
+
+def load_tier(ref: str) -> TierSpec:
+    """A catalog tier component (``catalog/tiers/<id>.yaml``) on its own."""
+    try:
+        return TierSpec.model_validate(_component("tiers", ref, "tier"))
+    except ValidationError as e:
+        raise _explain(e, f"tiers/{ref}.yaml") from None
