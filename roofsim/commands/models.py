@@ -1,0 +1,34 @@
+"""``roofsim models list``: the model zoo (id, family, params, layers, source)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tabulate import tabulate
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list the model zoo")
+    sub = p.add_subparsers(dest="models_command", required=True, parser_class=type(p))
+    ls = sub.add_parser("list", help="one row per zoo model")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    ls.set_defaults(func=run_list)
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.0f} M"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from workloads import list_models
+
+    rows = list_models()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [[r["id"], r["family"], r["kind"], _params(r["params"]), r["layers"] or "-", r["source"]] for r in rows]
+    print(tabulate(table, headers=["id", "family", "kind", "params", "layers", "source"]))
+    return 0

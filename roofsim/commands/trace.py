@@ -1,0 +1,96 @@
+"""``roofsim trace MODEL``: trace one step of a model into a kernel graph, print what it
+holds (ops, kernels, FLOPs, bytes by role, unknown ops) and optionally save it as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tabulate import tabulate
+
+from roofsim.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("trace", help="trace a model (zoo id, config.json or pkg.mod:fn) into a kernel graph")
+    p.add_argument("model", help="zoo id (see 'roofsim models list'), config.json path, or package.module:function")
+    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
+    p.add_argument("--batch", type=int, default=1, help="sequences (or images) per step")
+    p.add_argument("--context", type=int, default=2048, help="decode: tokens already in the KV cache")
+    p.add_argument("--prompt", type=int, default=512, help="prefill: prompt tokens")
+    p.add_argument("--dtype", default="bf16", help="fp32, bf16, fp16, fp8, int8 or int4 (weight-only)")
+    p.add_argument("-o", "--output", help="write the graph as JSON to this file")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=run)
+
+
+def _human(x: float, unit: str) -> str:
+    for prefix in ("", "K", "M", "G", "T", "P"):
+        if abs(x) < 1000:
+            return f"{x:.3g} {prefix}{unit}"
+        x /= 1000
+    return f"{x:.3g} E{unit}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from workloads import build
+
+    for name in ("batch", "context", "prompt"):
+        v = getattr(args, name)
+        if v < (0 if name == "context" else 1):
+            raise UserError(f"--{name} must be {'>= 0' if name == 'context' else '>= 1'}, got {v}")
+    out_path = Path(args.output) if args.output else None
+    if out_path is not None and out_path.exists() and out_path.is_dir():
+        raise UserError(f"-o {args.output}: is a directory")
+    g = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
+              dtype=args.dtype)
+    summary = g.summary()
+    summary["kinds"] = dict(Counter(op.kind for op in g.ops))
+    if out_path is not None:
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        try:
+            g.to_json(tmp)
+            tmp.replace(out_path)
+        except OSError as e:
+            raise UserError(f"cannot write {args.output}: {e.strerror or e}") from None
+    if args.format == "json":
+        print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+        return 0
+    print(_table(summary, g.meta))
+    if out_path is not None:
+        print(f"graph written to {out_path}", file=sys.stderr)
+    return 0
+
+
+def _table(s: dict, meta: dict) -> str:
+    head = [
+        ("model", meta.get("model")),
+        ("phase", meta.get("phase")),
+        ("batch", meta.get("batch")),
+        ("context" if meta.get("phase") == "decode" else "prompt",
+         meta.get("context") if meta.get("phase") == "decode" else meta.get("prompt")),
+        ("dtype", meta.get("dtype")),
+        ("ops", s["ops"]),
+        ("kernels", s["kernels"]),
+        ("FLOPs", _human(s["flops"], "FLOP")),
+        ("bytes", _human(s["bytes"], "B")),
+    ]
+    for role, b in s["bytes_by_role"].items():
+        head.append((f"  {role} bytes", _human(b, "B")))
+    cfg = meta.get("config")
+    if cfg:
+        head.append(("params", _human(cfg["params"], "")))
+    lines = [tabulate(head, tablefmt="plain")]
+    lines.append("")
+    lines.append(tabulate(sorted(s["kinds"].items(), key=lambda kv: -kv[1]), headers=["kind", "ops"]))
+    unknown = s["unknown_ops"]
+    lines.append("")
+    if unknown:
+        lines.append(f"unknown ops (no cost rule; bytes from their tensors, FLOPs not counted): {sum(unknown.values())}")
+        lines.append(tabulate(sorted(unknown.items(), key=lambda kv: -kv[1]), headers=["op", "count"]))
+    else:
+        lines.append("unknown ops: none")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Leaf-module rules: blocks whose forward is data-dependent are not run; one op stands
+for them, costed by the statistical expectation, with a meta output of the right shape.
+
+Mixture of experts (transformers 5.x ``MixtralSparseMoeBlock``, ``OlmoeSparseMoeBlock``:
+a ``gate`` router with ``weight [E, H]`` and ``top_k``, and ``experts`` holding
+``gate_up_proj [E, 2I, H]`` and ``down_proj [E, H, I]``): for T tokens each routed to k of
+E experts uniformly, the step reads E·(1−(1−k/E)^T) experts' weights on average.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import rules
+from .op import Access
+
+
+def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
+    gate_w = mod.gate.weight
+    experts = mod.experts
+    num_experts = int(gate_w.shape[0])
+    top_k = int(getattr(mod.gate, "top_k", getattr(mod, "top_k", 1)))
+    hidden = int(hidden_states.shape[-1])
+    tokens = hidden_states.numel() // hidden
+    gate_up, down = experts.gate_up_proj, experts.down_proj
+    per_expert = [(gate_up, gate_up[0].numel()), (down, down[0].numel())]
+    expert_flops = sum(2.0 * n for _, n in per_expert)  # 2 FLOPs per weight element per token
+    unique = rules.expected_unique_experts(num_experts, top_k, tokens)
+    router_flops = 2.0 * tokens * hidden * num_experts
+    act_flops = 5.0 * tokens * top_k * gate_up.shape[1] / 2  # silu (4) and the product (1)
+    kind = "moe"
+    reads = [tracer.read(hidden_states), tracer.read(gate_w, "gemv" if tokens == 1 else "matmul")]
+    for w, n in per_expert:
+        name = tracer.name(w)
+        per_elem = tracer.policy.weight_bytes if tracer.policy.weight_bytes is not None else w.element_size()
+        reads.append(Access(name, int(round(unique * n * per_elem)), "weight"))
+    tracer.suppress += 1
+    try:
+        out = torch.empty_like(hidden_states)
+    finally:
+        tracer.suppress -= 1
+    label = tracer.flops_label(kind, hidden_states.dtype)
+    tracer.emit(
+        f"moe::{type(mod).__name__}", kind,
+        flops={label: tokens * top_k * expert_flops + router_flops + act_flops},
+        reads=reads, writes=[tracer.write(out)], dtype=label,
+        shapes=[list(hidden_states.shape), list(out.shape)],
+        attrs={"tokens": tokens, "num_experts": num_experts, "top_k": top_k, "expected_experts": unique,
+               "hidden": hidden, "intermediate": int(down.shape[-1]),
+               "router_flops": router_flops},
+    )
+    return out
+
+
+#: module class name -> rule(tracer, module, *forward args) -> output
+LEAF_RULES: dict[str, Any] = {
+    "MixtralSparseMoeBlock": moe_block,
+    "OlmoeSparseMoeBlock": moe_block,
+}
