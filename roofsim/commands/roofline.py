@@ -1,0 +1,88 @@
+"""``roofsim roofline MODEL --hardware ID``: the analytic roofline of one model step.
+
+Writes ``DIR/ops.csv`` (one row per op: FLOPs, bytes, intensity, modelled time, roofline
+bound, the term that bounds it) and ``DIR/roofline.png``, and prints the totals and the
+ops that take the most time. Every op is priced alone: no launch overhead, no overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+from hw_models import catalog, units
+from roofsim.errors import UserError
+from simulator.placement import Placement
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("roofline", help="per-op roofline of one model step on one system (CSV + chart)")
+    p.add_argument("model", metavar="MODEL", help="zoo id, path to a config.json, or pkg.mod:fn")
+    p.add_argument("--hardware", required=True, metavar="ID|PATH", help="catalog id or system YAML file")
+    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--context", type=int, default=2048, help="tokens already in the KV cache (decode)")
+    p.add_argument("--prompt", type=int, default=512, help="prompt tokens (prefill)")
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--top", type=int, default=10, help="how many of the slowest ops to print")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree: price one device's shard")
+    p.add_argument("--weights", default="device", metavar="TIER", help="tier holding the weights (default: device)")
+    p.add_argument("--kv-cache", default="device", metavar="TIER", help="tier holding the KV cache")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.set_defaults(func=run)
+
+
+def _build(model: str, **kw):
+    try:
+        from workloads import build
+    except ImportError:
+        raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
+    return build(model, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("batch", "context", "prompt", "top", "tp"):
+        if getattr(args, name) < (0 if name == "top" else 1):
+            raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    system = catalog.load(args.hardware)
+    placement = Placement(weights=args.weights, kv_cache=args.kv_cache).validate(system)
+    if args.tp > system.num_devices:
+        raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
+    graph = _build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
+                   dtype=args.dtype)
+    if args.tp > 1:
+        from workloads.tensor_parallel import shard
+
+        graph = shard(graph, args.tp)
+
+    from reports.roofline_plot import plot_roofline
+    from simulator.roofline import analyze, top, totals
+
+    df = analyze(graph, system, placement)
+    tot = totals(df)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "ops.csv", index=False)
+    meta = graph.meta
+    title = (f"{meta.get('model', args.model)} {args.phase} batch {args.batch} "
+             f"{'context ' + str(args.context) if args.phase == 'decode' else 'prompt ' + str(args.prompt)} "
+             f"{args.dtype}{f' tp {args.tp}' if args.tp > 1 else ''} on {system.name}")
+    plot_roofline(df, system, out / "roofline.png", title=title)
+
+    print(title)
+    print(f"ops {tot['ops']}  kernels {tot['kernels']}  unknown ops {tot['unknown_ops']}")
+    print(f"sum of op times  {units.fmt(tot['time_s'], 'time')}  (roofline floor {units.fmt(tot['roofline_s'], 'time')})")
+    print(f"FLOPs            {tot['flops']:.4g}  ({units.fmt(tot['achieved_flop_s'], 'flop_rate')} attained)")
+    print(f"bytes            {units.fmt(tot['bytes'], 'bytes')}")
+    share = ", ".join(f"{b} {t / tot['time_s']:.0%}" for b, t in tot["time_by_bound"].items() if tot["time_s"] > 0)
+    print(f"time by bound    {share}")
+    if args.top:
+        rows = [
+            [r.id, r.name, r.kind, r.module, units.fmt(r.time_s, "time"), f"{r.share:.1%}", r.bound]
+            for r in top(df, args.top).itertuples()
+        ]
+        print(tabulate(rows, headers=["id", "op", "kind", "module", "time", "share", "bound"]))
+    print(f"wrote {out / 'ops.csv'} and {out / 'roofline.png'}")
+    return 0
