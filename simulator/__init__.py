@@ -1,0 +1,292 @@
+"""How work runs on hardware over time: ``simulate(graph, system) -> SimResult``.
+
+The engine (``simulator.engine``) replays a ``WorkloadGraph`` on a ``SystemSpec``: a host
+issuing kernels, device streams, processor-sharing bandwidth, prefetch copies. The fast
+path (``simulator.fastpath``) gives the same answer in closed form for a single-stream
+chain. Per-op costs come from ``simulator.costmodel.graph_costs``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hw_models import physics
+
+from .engine import WRITEBACK, Plan, Timeline, build_plan, run_simpy
+from .fastpath import run_fast
+from .result import SimResult, category, resource_category
+
+__all__ = ["simulate", "SimResult", "SimulationError"]
+
+ENGINES = ("auto", "simpy", "fast")
+
+
+class SimulationError(ValueError):
+    """Bad simulation request (engine, launch mode, TP degree); one line for the user."""
+
+    user_facing = True
+
+
+def simulate(
+    graph,
+    system,
+    *,
+    launch: str = "eager",
+    tp: int = 1,
+    placement=None,
+    engine: str = "auto",
+    cost_fn: Callable | None = None,
+) -> SimResult:
+    """Simulate one step of ``graph`` on ``system`` (a ``SystemSpec`` or catalog id / path).
+
+    ``launch``: ``eager`` (host dispatch per kernel) or ``graph`` (one replayed graph).
+    ``tp``: tensor-parallel degree; the graph is sharded Megatron-style
+    (``workloads.tensor_parallel``) and one representative device is simulated.
+    ``placement``: a ``simulator.placement.Placement`` (default: everything on the device).
+    ``engine``: ``simpy``, ``fast`` (single-stream chains only) or ``auto`` (fast when exact).
+    ``cost_fn(graph, system, placement) -> list[OpCost]`` replaces the cost model (tests).
+    """
+    from hw_models.catalog import load
+
+    from .placement import Placement
+
+    if engine not in ENGINES:
+        raise SimulationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if launch not in ("eager", "graph"):
+        raise SimulationError(f"launch must be 'eager' or 'graph', got {launch!r}")
+    system = load(system)
+    placement = placement if placement is not None else Placement()
+    if hasattr(placement, "validate"):
+        placement = placement.validate(system)
+    tp = int(tp)
+    if tp < 1:
+        raise SimulationError(f"--tp must be >= 1, got {tp}")
+    if tp > 1:
+        if tp > system.num_devices:
+            raise SimulationError(f"tensor-parallel degree {tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
+        from workloads.tensor_parallel import shard
+
+        with _gc_paused():
+            graph = shard(graph, tp)
+    if cost_fn is None:
+        from .costmodel import graph_costs
+
+        cost_fn = graph_costs
+    with _gc_paused():
+        costs = cost_fn(graph, system, placement)
+        plan = build_plan(graph, system, costs, launch, placement)
+        if engine == "fast" and not plan.chain:
+            raise SimulationError("engine 'fast' needs a single-stream chain without prefetch; use 'simpy' or 'auto'")
+        used = "fast" if engine == "fast" or (engine == "auto" and plan.chain) else "simpy"
+        tl = run_fast(plan) if used == "fast" else run_simpy(plan)
+        meta = _meta(graph, system, launch, tp, placement, used)
+        return assemble(graph, system, costs, plan, tl, meta, placement, tp)
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: these passes allocate many small objects that
+    live until the result is built, so collections would scan them again and again and
+    cost up to half the wall time on big graphs, freeing nothing."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _meta(graph, system, launch: str, tp: int, placement, engine: str) -> dict[str, Any]:
+    m = graph.meta
+    return {
+        "model": m.get("model"),
+        "hardware": system.id,
+        "phase": m.get("phase"),
+        "batch": m.get("batch"),
+        "context": m.get("context"),
+        "prompt": m.get("prompt"),
+        "dtype": m.get("dtype"),
+        "launch": launch,
+        "tp": tp,
+        "placement": placement.describe() if hasattr(placement, "describe") else str(placement),
+        "engine": engine,
+    }
+
+
+def _tier_bandwidth(system, tier: str) -> float:
+    """Peak bandwidth at which the device reaches memory ``tier`` (see ``SimResult`` doc)."""
+    if tier in ("device", system.device.main_memory.name):
+        return system.device.main_memory.bandwidth.value
+    t = system.tier(tier)
+    if t.kind == "pim" and t.pim is not None:
+        return t.pim.internal_bandwidth.value
+    return min(t.bandwidth.value, t.link.bandwidth.value)
+
+
+def floors(graph, system, placement) -> tuple[float, float]:
+    """(memory_floor_s, compute_floor_s) of ``graph`` on one device of ``system``."""
+    bw_of: dict[str, float] = {}
+    mem = 0.0
+    comp = 0.0
+    peak_of: dict[str, float] = {}
+    for op in graph.ops:
+        if op.kind == "view":
+            continue
+        for a in op.reads:
+            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
+            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
+            mem += a.bytes / bw
+        for a in op.writes:
+            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
+            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
+            mem += a.bytes / bw
+        for dt, f in op.flops.items():
+            if f <= 0:
+                continue
+            p = peak_of.get(dt)
+            if p is None:
+                known = dt in system.device.vector or dt in system.device.matrix
+                unit, _ = physics.compute_unit(system.device, dt if known else op.dtype, True)
+                p = peak_of[dt] = unit.peak.value
+            comp += f / p
+    return mem, comp
+
+
+def _busy_union(start: np.ndarray, end: np.ndarray) -> float:
+    """Length of the union of [start, end) intervals."""
+    keep = end > start
+    if not keep.any():
+        return 0.0
+    s, e = start[keep], end[keep]
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    reach = np.maximum.accumulate(e)
+    prev = np.concatenate(([-np.inf], reach[:-1]))
+    seg_start = np.maximum(s, prev)
+    return float(np.sum(np.maximum(e - seg_start, 0.0)))
+
+
+def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
+    ops = graph.ops
+    n = len(ops)
+    bounds = [c.bound for c in costs]
+    kinds = [op.kind for op in ops]
+    terms = [category(b, k) for b, k in zip(bounds, kinds, strict=True)]
+    names = plan.resource_names
+    resource = []
+    for i in range(n):
+        if tl.slowed_by[i] >= 0:
+            resource.append(names[tl.slowed_by[i]])
+        elif plan.res[i] and terms[i] in ("memory", "link", "pim", "collective"):
+            k = int(np.argmax(plan.work[i]))
+            resource.append(names[plan.res[i][k]])
+        elif terms[i] == "compute":
+            resource.append(f"dev{ops[i].device}.compute")
+        elif terms[i] == "atomic":
+            resource.append(f"dev{ops[i].device}.atomics")
+        else:
+            resource.append(f"dev{ops[i].device}.launch")
+    lanes = plan.lanes
+    df = pd.DataFrame({
+        "id": [op.id for op in ops],
+        "name": [op.name for op in ops],
+        "kind": kinds,
+        "module": [op.module for op in ops],
+        "device": [lanes[k][0] for k in plan.lane] if n else [],
+        "stream": [lanes[k][1] for k in plan.lane] if n else [],
+        "host_s": plan.host_cost,
+        "issue_s": tl.issue,
+        "start_s": tl.start,
+        "end_s": tl.end,
+        "duration_s": tl.end - tl.start,
+        "time_s": plan.dur,
+        "roofline_s": [float(c.roofline_s) for c in costs],
+        "bound": bounds,
+        "term": terms,
+        "resource": resource,
+        "flops": [op.total_flops for op in ops],
+        "bytes": [float(op.bytes) for op in ops],
+        "launches": [op.launches for op in ops],
+        "unknown": [bool(op.unknown or getattr(c, "unknown", False)) for op, c in zip(ops, costs, strict=True)],
+    })
+    copies = pd.DataFrame({
+        "op_id": [ops[cp.op].id for cp in plan.copies],
+        "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
+        "resource": [cp.resource for cp in plan.copies],
+        "bytes": [float(cp.nbytes) for cp in plan.copies],
+        "start_s": tl.copy_start,
+        "end_s": tl.copy_end,
+    })
+    ends = [tl.end.max() if n else 0.0]
+    if len(tl.copy_end):
+        ends.append(tl.copy_end.max())
+    step = float(max(max(ends), tl.host_busy))
+    mem_floor, comp_floor = floors(graph, system, placement)
+    tbb = _time_by_bound(plan, tl, terms, names, step)
+    totals = {
+        "step_time_s": step,
+        "flops": float(graph.flops) * tp,
+        "bytes": float(graph.bytes) * tp,
+        "memory_floor_s": mem_floor,
+        "compute_floor_s": comp_floor,
+        "host_time_s": tl.host_busy,
+        "device_busy_s": _busy_union(tl.start, tl.end),
+        "kernels": int(graph.kernels),
+        "tokens_per_s": _tokens(meta, step),
+        "unknown_ops": int(df["unknown"].sum()),
+        "engine": meta["engine"],
+        "placement": meta["placement"],
+    }
+    return SimResult(meta, df, copies, totals, tbb, list(lanes), list(names))
+
+
+def _tokens(meta: dict, step: float) -> float | None:
+    b = meta.get("batch")
+    if not b or step <= 0:
+        return None
+    per_step = b * (meta.get("prompt") or 1) if meta.get("phase") == "prefill" else b
+    return float(per_step / step)
+
+
+def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if plan.n == 0:
+        return {"host": step} if step > 0 else {}
+    main = np.flatnonzero(plan.lane == 0)
+    prev = 0.0
+    tol = 1e-12
+    copy_end = {cp.op: tl.copy_end[k] for k, cp in enumerate(plan.copies) if cp.after != WRITEBACK}
+    for i in main.tolist():
+        s, e = float(tl.start[i]), float(tl.end[i])
+        gap = s - prev
+        if gap > tol:
+            if i in copy_end and abs(copy_end[i] - s) <= tol * max(1.0, s) + 1e-15 and tl.issue[i] < s - tol:
+                why = "link"
+            elif abs(tl.issue[i] - s) <= 1e-12 * max(1.0, s) + 1e-15:
+                why = "host"
+            else:
+                deps = [d for d in plan.deps[i] if abs(tl.end[d] - s) <= 1e-12 * max(1.0, s) + 1e-15]
+                why = terms[deps[0]] if deps else "host"
+            out[why] = out.get(why, 0.0) + gap
+        busy = e - max(s, prev)
+        if busy > 0:
+            base = min(busy, float(plan.dur[i]))
+            out[terms[i]] = out.get(terms[i], 0.0) + base
+            if busy > base:
+                r = tl.slowed_by[i]
+                t = resource_category(names[r]) if r >= 0 else terms[i]
+                out[t] = out.get(t, 0.0) + busy - base
+        prev = max(prev, e)
+    if step - prev > tol:
+        # after the main stream's last op: copies still landing (write-backs) or other streams
+        last_copy = float(tl.copy_end.max()) if len(tl.copy_end) else -1.0
+        why = "link" if last_copy >= step - tol else "other"
+        out[why] = out.get(why, 0.0) + step - prev
+    return {k: v for k, v in out.items() if v > 0}

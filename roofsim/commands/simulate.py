@@ -1,0 +1,117 @@
+"""``roofsim simulate MODEL --hardware ID``: one model step replayed on a system over time.
+
+Prints the step time and what it went to (table), or the stable JSON summary
+(``--format json``; keys in ``simulator.result.SUMMARY_KEYS``), and optionally writes a
+Chrome/Perfetto trace (``--trace-out FILE``). ``hbm`` (or ``device``) names the
+device's own memory whatever its technology; other tier names come from the system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tabulate import tabulate
+
+from hw_models import catalog, units
+from roofsim.errors import UserError
+from simulator.placement import Placement
+
+_DEVICE_ALIASES = ("hbm", "device")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("simulate", help="simulate one model step on a system (host, streams, links, tiers)")
+    p.add_argument("model", metavar="MODEL", help="zoo id, path to a config.json, or pkg.mod:fn")
+    p.add_argument("--hardware", required=True, metavar="ID|PATH", help="catalog id or system YAML file")
+    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--context", type=int, default=2048, help="tokens already in the KV cache (decode)")
+    p.add_argument("--prompt", type=int, default=512, help="prompt tokens (prefill)")
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--launch", choices=("eager", "graph"), default="eager",
+                   help="eager: host dispatch per kernel; graph: one replayed CUDA graph")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")
+    p.add_argument("--kv-tier", default="hbm", metavar="TIER", help="tier holding the KV cache: hbm (device), host, cxl, pim")
+    p.add_argument("--weights-tier", default="hbm", metavar="TIER", help="tier holding the weights")
+    p.add_argument("--prefetch", action="store_true", help="copy far-tier bytes ahead of use on a prefetch stream")
+    p.add_argument("--engine", choices=("auto", "simpy", "fast"), default="auto")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--trace-out", metavar="FILE", help="write a Chrome/Perfetto trace JSON here")
+    p.set_defaults(func=run)
+
+
+def _tier(system, name: str) -> str:
+    if name in _DEVICE_ALIASES or name == system.device.main_memory.name:
+        return "device"
+    if name not in system.tier_names:
+        have = ", ".join(["hbm"] + system.tier_names)
+        raise UserError(f"system {system.id!r} has no tier {name!r}; it has: {have}")
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("batch", "context", "prompt", "tp"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    system = catalog.load(args.hardware)
+    placement = Placement(weights=_tier(system, args.weights_tier), kv_cache=_tier(system, args.kv_tier),
+                          prefetch=args.prefetch).validate(system)
+    if args.tp > system.num_devices:
+        raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
+    try:
+        from workloads import build
+    except ImportError:
+        raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
+    graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
+                  dtype=args.dtype)
+    from workloads.tensor_parallel import check_degree
+
+    check_degree(graph, args.tp)
+    try:
+        from simulator.footprint import check_fits
+    except ImportError:
+        check_fits = None
+    if check_fits is not None:
+        check_fits(graph, system, placement, args.tp)
+
+    from simulator import simulate
+
+    res = simulate(graph, system, launch=args.launch, tp=args.tp, placement=placement, engine=args.engine)
+    if args.trace_out:
+        res.to_perfetto(args.trace_out)
+    if args.format == "json":
+        sys.stdout.write(res.summary_json() + "\n")
+    else:
+        _table(res, args)
+    if args.trace_out:
+        print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
+    return 0
+
+
+def _table(res, args) -> None:
+    s = res.summary()
+    step = s["step_time_s"]
+    t = lambda x: units.fmt(x, "time")  # noqa: E731
+    ctx = f"context {s['context']}" if s["phase"] == "decode" else f"prompt {res.meta.get('prompt')}"
+    print(f"{s['model']} {s['phase']} batch {s['batch']} {ctx} {s['dtype']} on {s['hardware']}, "
+          f"launch {s['launch']}, tp {s['tp']} ({s['placement']}; engine {s['engine']})")
+    rows = [
+        ["step time", t(step)],
+        ["tokens/s", f"{s['tokens_per_s']:.4g}" if s.get("tokens_per_s") else "-"],
+        ["memory floor", f"{t(s['memory_floor_s'])} ({s['memory_floor_s'] / step:.0%} of step)" if step else "-"],
+        ["compute floor", t(s["compute_floor_s"])],
+        ["host busy", t(s["host_time_s"])],
+        ["device busy", t(s["device_busy_s"])],
+        ["kernels", f"{s['kernels']:,}"],
+        ["FLOPs", f"{s['flops']:.4g}"],
+        ["bytes", units.fmt(s["bytes"], "bytes")],
+        ["bottleneck", s["bottleneck"]],
+    ]
+    if s.get("unknown_ops"):
+        rows.append(["unknown ops", f"{s['unknown_ops']} (timed from bytes only)"])
+    print(tabulate(rows, tablefmt="plain"))
+    tbb = sorted(s["time_by_bound"].items(), key=lambda kv: -kv[1])
+    print(tabulate([[k, t(v), f"{v / step:.1%}" if step else "-"] for k, v in tbb],
+                   headers=["time by bound", "seconds", "share"]))
+

@@ -1,0 +1,341 @@
+"""The simpy engine: a host issuing kernels, device streams, shared bandwidth, prefetch.
+
+Physics (DESIGN.md, "The simulator's physics"):
+
+* **Host.** The host walks the ops in program order. Eager launch pays
+  ``host.dispatch_overhead`` per kernel launch; graph replay pays ``host.graph_launch``
+  once and ``host.graph_node_cost`` per kernel. An op is *issued* when the host has paid
+  for it. A view (``launches == 0``) costs the host nothing: it launches no kernel, and
+  ``dispatch_overhead`` is the per-*launch* CPU time calibrated on whole-model steps, so
+  the Python/dispatcher time of the views between launches is already folded into it.
+  Counting views again would charge that time twice. Nothing on the device feeds back
+  on the host here (no synchronising op, an unbounded launch queue), so the host's
+  issue times are the running sum of its costs, computed once; the stream processes
+  wait for them with simpy timeouts (one event fewer per op than a host process).
+* **Streams.** Each (device, stream) is a process that starts its next op at
+  ``max(issue, end of its cross-stream dependencies, end of the previous op on the
+  stream)`` and holds it for its cost-model duration. Nothing else: when ops are
+  shorter than dispatch the stream waits for the host and the device idles, which is
+  the launch-bound regime, without a fudge factor.
+* **Shared bandwidth.** Every op's byte demands are flows on processor-sharing
+  resources (``simulator.resources``), so concurrent ops on one memory or link direction
+  slow each other; an op running alone takes exactly its cost-model time.
+* **Prefetch.** With ``placement.prefetch`` the cost model prices ops as reading their
+  far-tier weights and KV cache from device memory, and the engine adds one copy per op
+  on a prefetch stream that moves those bytes over the tier's link (host->device
+  direction) before the op may start. Policy: a copy for an op in decoder layer ``L``
+  may start once the first op of layer ``L-1`` has started (one layer of look-ahead,
+  which bounds the staging buffer to about one layer of far-tier bytes, the device
+  memory headroom a runtime would reserve); copies for ops outside numbered layers
+  start when the host issues the op. Copies run in program order on one stream.
+  Far-tier bytes an op writes (new KV entries) are written to device memory and copied
+  back over the link's device->host direction by a write-back stream once the op ends.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from hw_models import physics
+
+from .resources import SharedBandwidth
+
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
+
+
+#: ``Copy.after`` of a write-back: it starts when its op ends
+WRITEBACK = -3
+
+
+@dataclass(slots=True)
+class Copy:
+    """A prefetch copy: far-tier bytes one op needs, moved ahead of it over a link."""
+
+    op: int  # index of the op that needs the bytes
+    after: int  # op index whose start opens the window; -1: when the op is issued; -2: at once; WRITEBACK
+    res: list[int]
+    work: list[float]
+    floor: float
+    tail: float
+    nbytes: float
+    resource: str
+
+
+@dataclass
+class Plan:
+    """Everything the engines need, as flat arrays in program order (no op objects)."""
+
+    host_cost: np.ndarray
+    dur: np.ndarray
+    lane: np.ndarray  # stream index per op (device, stream) mapped to 0..k-1
+    lanes: list[tuple[int, int]]
+    deps: list[list[int]]  # cross-lane dependencies only (same-lane order is implied)
+    res: list[list[int]]
+    work: list[list[float]]
+    tail: np.ndarray
+    resource_names: list[str]
+    copies: list[Copy] = field(default_factory=list)
+    copy_of: dict[int, int] = field(default_factory=dict)  # op index -> copy index
+
+    @property
+    def n(self) -> int:
+        return len(self.dur)
+
+    @property
+    def chain(self) -> bool:
+        """True when the fast path's recurrence is exact: one lane, no copies, no cross deps."""
+        return len(self.lanes) <= 1 and not self.copies and not any(self.deps)
+
+
+def host_costs(ops, host, launch: str) -> np.ndarray:
+    """CPU seconds the host spends before each op is issued."""
+    launches = np.array([op.launches for op in ops], dtype=float)
+    if launch == "eager":
+        cost = launches * host.dispatch_overhead.value
+    elif launch == "graph":
+        cost = launches * host.graph_node_cost.value
+        if len(cost):
+            cost[0] += host.graph_launch.value
+    else:
+        raise ValueError(f"launch must be 'eager' or 'graph', got {launch!r}")
+    return cost
+
+
+def layer_of(module: str) -> int | None:
+    m = _LAYER.search(module or "")
+    return int(m.group(1)) if m else None
+
+
+def build_plan(graph, system, costs, launch: str, placement=None) -> Plan:
+    ops = graph.ops
+    n = len(ops)
+    names: list[str] = []
+    index: dict[str, int] = {}
+
+    def rid(name: str) -> int:
+        i = index.get(name)
+        if i is None:
+            i = index[name] = len(names)
+            names.append(name)
+        return i
+
+    lanes: list[tuple[int, int]] = []
+    lane_ix: dict[tuple[int, int], int] = {}
+    lane = np.zeros(n, dtype=np.int64)
+    pos = {op.id: i for i, op in enumerate(ops)}
+    dur = np.empty(n)
+    tail = np.empty(n)
+    res: list[list[int]] = []
+    work: list[list[float]] = []
+    for i, (op, c) in enumerate(zip(ops, costs, strict=True)):
+        key = (op.device, op.stream)
+        if key not in lane_ix:
+            lane_ix[key] = len(lanes)
+            lanes.append(key)
+        lane[i] = lane_ix[key]
+        d = float(c.time_s)
+        dur[i] = d
+        r, w = [], []
+        for dm in c.demands:
+            if dm.bytes > 0 and dm.bandwidth > 0:
+                k = rid(dm.resource)
+                if k in r:  # two demands on one resource queue on it, they do not share it
+                    w[r.index(k)] += dm.bytes / dm.bandwidth
+                else:
+                    r.append(k)
+                    w.append(dm.bytes / dm.bandwidth)
+        res.append(r)
+        work.append(w)
+        longest = max(w) if w else 0.0
+        tail[i] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
+    deps: list[list[int]] = [[] for _ in range(n)]
+    for u, v in graph.g.edges():
+        iu, iv = pos.get(u), pos.get(v)
+        if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
+            deps[iv].append(iu)
+    plan = Plan(host_costs(ops, system.host, launch), dur, lane, lanes, deps, res, work, tail, names)
+    if placement is not None and placement.prefetch:
+        _add_prefetch(plan, graph, system, placement, rid)
+    return plan
+
+
+def _add_prefetch(plan: Plan, graph, system, placement, rid) -> None:
+    """One copy per op reading far-tier (host/CXL) weights or KV cache; see module doc."""
+    first_of_layer: dict[int, int] = {}
+    for i, op in enumerate(graph.ops):
+        L = layer_of(op.module)
+        if L is not None and L not in first_of_layer:
+            first_of_layer[L] = i
+
+    def far_bytes(accesses) -> dict[str, float]:
+        by_tier: dict[str, float] = {}
+        for a in accesses:
+            if a.role not in ("weight", "kv_cache"):
+                continue
+            tier = placement.tier_of(a.role)
+            if tier == "device" or tier == system.device.main_memory.name:
+                continue
+            if system.tier(tier).kind == "pim":
+                continue  # PIM weights are computed on in place, never copied
+            by_tier[tier] = by_tier.get(tier, 0.0) + a.bytes
+        return by_tier
+
+    def copy(i: int, after: int, by_tier: dict[str, float], direction: str) -> Copy:
+        r, w, floor, lat, nbytes = [], [], 0.0, 0.0, 0.0
+        for tier, b in sorted(by_tier.items()):
+            link = system.tier(tier).link
+            r.append(rid(f"{tier}.link.{direction}"))
+            w.append(physics.link_wire_bytes(b, link) / physics.link_bandwidth(link))
+            floor = max(floor, physics.link_time(b, link))
+            lat = max(lat, physics.link_latency(link))
+            nbytes += b
+        return Copy(i, after, r, w, floor, lat, nbytes, names_of(r, plan))
+
+    writebacks = []
+    for i, op in enumerate(graph.ops):
+        reads = far_bytes(op.reads)
+        if reads:
+            L = layer_of(op.module)
+            after = first_of_layer.get(L - 1, -1) if L is not None else -1
+            if after == -1 and L is not None:
+                after = -2  # first layer: free to start at time zero
+            plan.copy_of[i] = len(plan.copies)
+            plan.copies.append(copy(i, after, reads, "h2d"))
+        writes = far_bytes(op.writes)
+        if writes:
+            writebacks.append(copy(i, WRITEBACK, writes, "d2h"))
+    plan.copies.extend(writebacks)
+
+
+def names_of(res: list[int], plan: Plan) -> str:
+    return ",".join(plan.resource_names[r] for r in res)
+
+
+@dataclass
+class Timeline:
+    issue: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    slowed_by: np.ndarray  # resource index whose contended flow drained last, -1 if none
+    copy_start: np.ndarray
+    copy_end: np.ndarray
+    host_busy: float
+
+
+def run_simpy(plan: Plan) -> Timeline:
+    """Replay ``plan`` with simpy; see the module docstring for the physics."""
+    n = plan.n
+    env = simpy.Environment()
+    bw = SharedBandwidth(env, plan.resource_names)
+    nan = float("nan")
+    # The host process: nothing on the device feeds back on the host in this model (no
+    # synchronising op, an unbounded launch queue), so its issue times are exactly the
+    # running sum of its costs. Computing them up front replaces one simpy event per op
+    # and changes no result; streams then wait for each issue time with a timeout.
+    issue = np.cumsum(plan.host_cost).tolist()
+    start = [nan] * n
+    end = [nan] * n
+    slowed = [-1] * n
+    ncopy = len(plan.copies)
+    cstart = [nan] * ncopy
+    cend = [nan] * ncopy
+    end_wait: dict[int, simpy.Event] = {}
+    cend_wait: dict[int, simpy.Event] = {}
+    start_wait: dict[int, simpy.Event] = {}
+    dur = plan.dur.tolist()
+    tail = plan.tail.tolist()
+    res, work, deps = plan.res, plan.work, plan.deps
+    copy_of = plan.copy_of
+    copies = plan.copies
+    timeout = env.timeout
+    bw_start, finish, wait_job = bw.start, bw.finish, bw.wait
+
+    def wait(table: dict[int, simpy.Event], i: int) -> simpy.Event:
+        ev = table.get(i)
+        if ev is None:
+            ev = table[i] = env.event()
+        return ev
+
+    def lane_proc(idx: list[int]):
+        for i in idx:
+            t = issue[i] - env.now
+            if t > 0.0:
+                yield timeout(t)
+            for d in deps[i]:
+                if end[d] != end[d]:  # NaN: not finished yet
+                    yield wait(end_wait, d)
+            if copy_of:
+                c = copy_of.get(i)
+                if c is not None and cend[c] != cend[c]:
+                    yield wait(cend_wait, c)
+            now = env.now
+            start[i] = now
+            if start_wait:
+                ev = start_wait.pop(i, None)
+                if ev is not None:
+                    ev.succeed()
+            r = res[i]
+            d = dur[i]
+            if r:
+                job = yield bw_start(r, work[i], d, tail[i])
+                if not finish(job):
+                    yield wait_job(job)
+                if env.now > now + d * (1 + 1e-9) + 1e-15:
+                    slowed[i] = job.slowed_by
+            elif d > 0.0:
+                yield timeout(d)
+            end[i] = env.now
+            if end_wait:
+                ev = end_wait.pop(i, None)
+                if ev is not None:
+                    ev.succeed()
+
+    def prefetch_proc():
+        for k, cp in enumerate(copies):
+            if cp.after == WRITEBACK:
+                continue
+            if cp.after >= 0:
+                if start[cp.after] != start[cp.after]:
+                    yield wait(start_wait, cp.after)
+            elif cp.after == -1:
+                t = issue[cp.op] - env.now
+                if t > 0.0:
+                    yield timeout(t)
+            cstart[k] = env.now
+            job = yield bw_start(cp.res, cp.work, cp.floor, cp.tail)
+            if not finish(job):
+                yield wait_job(job)
+            cend[k] = env.now
+            ev = cend_wait.pop(k, None)
+            if ev is not None:
+                ev.succeed()
+
+    def writeback_proc():
+        for k, cp in enumerate(copies):
+            if cp.after != WRITEBACK:
+                continue
+            if end[cp.op] != end[cp.op]:
+                yield wait(end_wait, cp.op)
+            cstart[k] = env.now
+            job = yield bw_start(cp.res, cp.work, cp.floor, cp.tail)
+            if not finish(job):
+                yield wait_job(job)
+            cend[k] = env.now
+
+    lane = plan.lane
+    for li in range(len(plan.lanes)):
+        env.process(lane_proc(np.flatnonzero(lane == li).tolist()))
+    if copies:
+        env.process(prefetch_proc())
+        env.process(writeback_proc())
+    env.run()
+    if any(e != e for e in end):
+        raise RuntimeError("simulation deadlocked: some ops never ran (a dependency cycle across streams)")
+    return Timeline(
+        np.array(issue), np.array(start), np.array(end), np.array(slowed, dtype=np.int64),
+        np.array(cstart), np.array(cend), float(plan.host_cost.sum()),
+    )

@@ -1,0 +1,39 @@
+"""The closed-form engine for a contention-free single-stream chain, in numpy.
+
+With one stream, no prefetch copies and no cross-stream dependencies at most one op
+runs at a time, so no bandwidth is shared and each op takes its cost-model duration
+``d_i``. The host issues op ``i`` at ``issue_i`` (cumulative host cost), and
+
+    end_i = max(issue_i, end_{i-1}) + d_i
+
+unrolls to ``end_i = C_i + max_{j<=i}(issue_j - C_{j-1})`` with ``C`` the running sum
+of durations: one ``cumsum`` and one ``maximum.accumulate``. ``simulate(engine="auto")``
+uses it exactly when ``Plan.chain`` holds; tests check it against the simpy engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import Plan, Timeline
+
+
+def chain_times(host_cost: np.ndarray, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(issue, start, end) arrays of the recurrence for per-op host costs and durations."""
+    host_cost = np.asarray(host_cost, dtype=float)
+    dur = np.asarray(dur, dtype=float)
+    issue = np.cumsum(host_cost)
+    c = np.cumsum(dur)
+    c_prev = c - dur
+    end = c + np.maximum.accumulate(issue - c_prev)
+    start = np.maximum(issue, np.concatenate(([0.0], end[:-1])))
+    return issue, start, end
+
+
+def run_fast(plan: Plan) -> Timeline:
+    if not plan.chain:
+        raise ValueError("the fast path is exact only for a single-stream chain without prefetch")
+    issue, start, end = chain_times(plan.host_cost, plan.dur)
+    empty = np.zeros(0)
+    return Timeline(issue, start, end, np.full(plan.n, -1, dtype=np.int64), empty, empty,
+                    float(plan.host_cost.sum()))

@@ -1,0 +1,128 @@
+"""``SimResult``: what one simulated step did, op by op, and its totals.
+
+Totals and their meaning (the keys of ``summary()`` are a contract other tools read):
+
+* ``step_time_s``: from the host starting to dispatch to the last op or copy ending.
+* ``flops``, ``bytes``: the whole step's work, summed over the ``tp`` devices of a
+  tensor-parallel group (one representative device is simulated; devices are symmetric).
+* ``kernels``, ``host_time_s``, ``device_busy_s``, floors: per device.
+* ``memory_floor_s``: every byte over the peak bandwidth of the memory it lives in:
+  device main memory (HBM), a far tier's memory as the device reaches it
+  (``min(tier bandwidth, link bandwidth)``, since every byte crosses the link), PIM
+  weights at the banks' internal bandwidth. Caches are ignored (a floor, not a guess).
+* ``compute_floor_s``: FLOPs of each dtype over the device's peak for it (matrix peak
+  where the device has one).
+* ``time_by_bound``: the step cut into binding terms on the main stream (device 0,
+  stream 0): each op's busy time goes to its bound (``compute``, ``memory``, ``link``,
+  ``atomic``, ``pim``, ``collective``, ``latency``), stretching by contention goes to the
+  contended resource's term, idle time goes to what the stream waited for (``host``
+  when waiting to be issued, ``link`` for a prefetch copy), and time after the main
+  stream's last op to ``link`` (write-backs landing) or ``other`` (other streams). The
+  values sum to ``step_time_s``.
+* ``bottleneck``: the largest term of ``time_by_bound`` (``host`` reads ``host/launch``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: significant digits kept in JSON: far below any physical precision, far above float noise
+JSON_DIGITS = 12
+
+SUMMARY_KEYS = ("model", "hardware", "phase", "batch", "context", "dtype", "launch", "tp", "step_time_s", "flops",
+                "bytes", "memory_floor_s", "compute_floor_s", "host_time_s", "device_busy_s", "kernels",
+                "bottleneck", "time_by_bound")
+
+
+def category(bound: str, kind: str = "") -> str:
+    """Cost-model bound label (``memory:hbm``, ``link:cxl``, ...) -> a binding term."""
+    if kind == "collective" or bound == "link:interconnect":
+        return "collective"
+    head = bound.split(":", 1)[0]
+    if head in ("compute", "memory", "link", "atomic", "pim", "latency", "host", "collective"):
+        return head
+    return "latency"
+
+
+def resource_category(resource: str) -> str:
+    """Shared resource id -> the binding term its contention counts as."""
+    if resource.startswith("interconnect"):
+        return "collective"
+    if ".link." in resource:
+        return "link"
+    if resource.startswith("pim."):
+        return "pim"
+    return "memory"
+
+
+def _round(x: Any) -> Any:
+    if isinstance(x, float):
+        if x != x or x in (float("inf"), float("-inf")):
+            return None
+        return float(f"{x:.{JSON_DIGITS}g}")
+    if isinstance(x, dict):
+        return {str(k): _round(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_round(v) for v in x]
+    if isinstance(x, np.generic):
+        return _round(x.item())
+    return x
+
+
+@dataclass
+class SimResult:
+    meta: dict[str, Any]
+    ops: pd.DataFrame  # one row per op, program order
+    copies: pd.DataFrame  # prefetch copies (may be empty)
+    totals: dict[str, Any]
+    time_by_bound: dict[str, float]
+    lanes: list[tuple[int, int]] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+
+    @property
+    def step_time_s(self) -> float:
+        return float(self.totals["step_time_s"])
+
+    @property
+    def bottleneck(self) -> str:
+        if not self.time_by_bound:
+            return "none"
+        k = max(sorted(self.time_by_bound), key=lambda b: self.time_by_bound[b])
+        return "host/launch" if k == "host" else k
+
+    def summary(self) -> dict[str, Any]:
+        out = {k: self.meta.get(k) for k in SUMMARY_KEYS[:8]}
+        out.update(self.totals)
+        out["bottleneck"] = self.bottleneck
+        out["time_by_bound"] = dict(sorted(self.time_by_bound.items()))
+        return out
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Per-op table: id, name, kind, module, device, stream, issue_s, start_s, end_s,
+        duration_s, time_s (uncontended), roofline_s, bound, term, resource, flops, bytes,
+        launches, unknown."""
+        return self.ops.copy()
+
+    def to_dict(self, ops: bool = True) -> dict[str, Any]:
+        doc: dict[str, Any] = {"summary": self.summary(), "meta": self.meta}
+        if ops:
+            doc["ops"] = self.ops.to_dict(orient="records")
+            doc["copies"] = self.copies.to_dict(orient="records")
+        return _round(doc)
+
+    def to_json(self, ops: bool = True) -> str:
+        """Deterministic JSON: sorted keys, floats rounded to ``JSON_DIGITS`` significant digits."""
+        return json.dumps(self.to_dict(ops), sort_keys=True, separators=(",", ":"))
+
+    def summary_json(self) -> str:
+        return json.dumps(_round(self.summary()), sort_keys=True, indent=2)
+
+    def to_perfetto(self, path=None) -> str:
+        from .perfetto import trace_json
+
+        return trace_json(self, path)
