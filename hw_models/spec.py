@@ -204,6 +204,10 @@ class HostSpec(_Strict):
     cores: Count
     #: CPU time per op in an eager framework (Python + dispatcher + launch call)
     dispatch_overhead: Seconds
+    #: CPU time per bare torch op called in a tight loop (dispatcher only, no nn.Module
+    #: code around it); ``None``: same as ``dispatch_overhead``. Calibration measures both:
+    #: model code costs several times the bare dispatch per launch.
+    op_dispatch: Seconds | None = None
     #: one CUDA-graph (or compiled-graph) launch
     graph_launch: Seconds
     #: added per node inside a replayed graph

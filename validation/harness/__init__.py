@@ -1,0 +1,11 @@
+"""The measurement harness: runs on real hardware with only torch, numpy and pandas.
+
+``python -m validation.harness --device cpu|cuda [--quick|--tiny] --out DIR``
+"""
+
+from .cases import Case
+from .plan import cases
+from .run import run
+from .store import Store, StoreError, read_csv
+
+__all__ = ["Case", "Store", "StoreError", "cases", "read_csv", "run"]

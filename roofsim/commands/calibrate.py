@@ -1,0 +1,63 @@
+"""``roofsim calibrate --device cpu|cuda [--quick] --out DIR [--base SPEC]``: measure this
+machine, fit its SystemSpec on a training split and report the held-out error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("calibrate", help="measure kernels here, fit a hardware spec, report its error")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", dest="mode", const="quick", help="about a minute on a laptop")
+    g.add_argument("--tiny", action="store_const", dest="mode", const="tiny", help="seconds; for tests")
+    p.add_argument("--out", required=True, help="dataset directory (resumes if it holds measurements)")
+    p.add_argument("--base", default=None, help="starting spec (catalog id or YAML); default: this machine")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads while measuring (default: torch's); 1 resists noise on a shared machine")
+    p.add_argument("--stat", choices=("median", "p10"), default="median",
+                   help="which timing statistic to fit (p10 resists noise from other processes)")
+    p.add_argument("--no-measure", action="store_true", help="refit the rows already in --out without measuring")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from validation import compare
+    from validation.calibrate import calibrate
+    from validation.harness.plan import cases
+    from validation.harness.run import check_device
+
+    mode = args.mode or "full"
+    device = check_device(args.device)
+    bar = None
+    progress = None
+    if not args.no_measure:
+        bar = tqdm(total=len(cases(mode, device)), desc="measuring", unit="case", file=sys.stderr,
+                   disable=not sys.stderr.isatty() and args.format == "json")
+
+        def progress(case, row):
+            bar.set_postfix_str(case.id[:40], refresh=False)
+            bar.update(1)
+
+    try:
+        out = calibrate(device, args.out, mode=mode, base=args.base, stat=args.stat, progress=progress,
+                        measure=not args.no_measure, threads=args.threads)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = out["summary"]
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in {**s, "hardware": out["hardware"], "report": out["report"]}.items()},
+                         indent=2, default=str))
+        return 0
+    from tabulate import tabulate
+
+    print(tabulate(compare.error_table(s), headers=compare.TABLE_HEADERS))
+    print(f"\nfitted on {out['n_train']} rows; wrote {out['hardware']} and {out['report']}")
+    return 0

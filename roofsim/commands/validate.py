@@ -1,0 +1,76 @@
+"""``roofsim validate``: how far predictions are from measurements.
+
+``--measurements DIR [--hardware SPEC]`` predicts every held-out row of a dataset written
+by ``roofsim calibrate``; ``--profile TRACE.json --model M --hardware H`` compares a
+``torch.profiler`` Chrome trace with the simulated kernels of the same workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from roofsim.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("validate", help="error of predictions against measurements or a profiler trace")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--measurements", metavar="DIR", help="a dataset directory from roofsim calibrate")
+    src.add_argument("--profile", metavar="TRACE.json", help="a torch.profiler Chrome trace of a real run")
+    p.add_argument("--hardware", default=None, help="catalog id or YAML (default: DIR/hardware.yaml)")
+    p.add_argument("--model", default=None, help="with --profile: zoo id, config.json path or pkg.mod:fn")
+    p.add_argument("--phase", choices=("decode", "prefill"), default="decode")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--context", type=int, default=2048)
+    p.add_argument("--prompt", type=int, default=512)
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=run)
+
+
+def _table(summary: dict) -> str:
+    from tabulate import tabulate
+
+    from validation import compare
+
+    return tabulate(compare.error_table(summary), headers=compare.TABLE_HEADERS)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.profile:
+        return _run_profile(args)
+    from validation.calibrate import validate
+
+    s = validate(args.measurements, args.hardware)
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in s.items() if k != "rows"}, indent=2, default=str))
+        return 0
+    print(f"held-out rows of {s['measurements']} predicted with {s['hardware']}")
+    print(_table(s))
+    for u in s["unpredicted"]:
+        print(f"not predicted: {u['case_id']}: {u['reason']}")
+    return 0
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    if not args.model or not args.hardware:
+        raise UserError("--profile needs --model and --hardware (the workload and machine the trace ran)")
+    from validation.profile import compare_profile
+
+    s = compare_profile(args.profile, args.model, args.hardware, phase=args.phase, batch=args.batch,
+                        context=args.context, prompt=args.prompt, dtype=args.dtype)
+    if args.format == "json":
+        print(json.dumps({k: v for k, v in s.items() if k != "pairs"}, indent=2, default=str))
+        return 0
+    from tabulate import tabulate
+
+    print(f"{s['matched']} of {s['simulated_ops']} simulated kernels matched to {s['profiled_ops']} profiled ops")
+    rows = [[k, v["n"], f"{v['measured_s'] * 1e3:.3f} ms", f"{v['predicted_s'] * 1e3:.3f} ms",
+             f"{100 * v['total_err']:+.1f}%", "n/a" if v["median_ape"] is None else f"{100 * v['median_ape']:.1f}%"]
+            for k, v in s["by_kind"].items()]
+    t = s["total"]
+    rows.append(["total", t["n"], f"{t['measured_s'] * 1e3:.3f} ms", f"{t['predicted_s'] * 1e3:.3f} ms",
+                 f"{100 * t['total_err']:+.1f}%", "n/a" if t["median_ape"] is None else f"{100 * t['median_ape']:.1f}%"])
+    print(tabulate(rows, headers=["kind", "n", "measured", "predicted", "total error", "median |err| per op"]))
+    return 0
