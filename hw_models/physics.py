@@ -137,8 +137,13 @@ def compute_time(
     compute_units: int | None = None,
     tile_m: int = 128,
     tile_n: int = 128,
+    kind: tuple[str, ...] = (),
 ) -> float:
     """Seconds for ``flops`` on ``unit``.
+
+    ``kind``: the op's efficiency keys, most specific first (``("elementwise.gelu",
+    "elementwise")``); the unit's ``kind_efficiency`` curve for the first key it lists
+    replaces its generic ``efficiency`` (``ComputeUnit.curve``).
 
     Without ``m``/``n``/``compute_units`` this is ``flops / (peak x efficiency(flops))``.
     With them (matrix ops) the work is inflated by ``wave_factor``: effective flops =
@@ -150,7 +155,21 @@ def compute_time(
     work = flops
     if m and n and compute_units:
         work = flops * wave_factor(int(m), int(n), batch, int(compute_units), tile_m, tile_n)
-    return work / (unit.peak.value * efficiency(unit.efficiency, flops))
+    return work / (unit.peak.value * efficiency(unit.curve(kind), flops))
+
+
+def kind_keys(kind: str, name: str = "") -> tuple[str, ...]:
+    """Efficiency keys of an op, most specific first: ``("elementwise.gelu", "elementwise")``.
+
+    ``name`` is the traced op name (``aten.gelu.default``, ``aten.add_.Scalar``,
+    ``aten::scaled_dot_product_attention``): the aten base name, in-place ``_`` dropped.
+    """
+    base = name.split("::")[-1]
+    parts = base.split(".")
+    if len(parts) > 1 and parts[0] in ("aten", "prims", "torch"):
+        parts = parts[1:]
+    op = parts[0].strip("_") if parts and parts[0] else ""
+    return (f"{kind}.{op}", kind) if op else (kind,)
 
 
 # -- atomics ----------------------------------------------------------------------------

@@ -150,6 +150,20 @@ class MemoryLevel(_Strict):
 class ComputeUnit(_Strict):
     peak: FlopRate
     efficiency: EfficiencyCurve
+    #: optional per-op-kind efficiency (of the same ``peak``) by FLOPs, overriding
+    #: ``efficiency`` for ops of that kind: keys are an op kind (``softmax``, ``gemv``) or
+    #: kind.op (``elementwise.gelu``), the more specific winning. On a CPU a gelu element
+    #: costs 3x a layer_norm element and bf16 GEMV runs 3-5x faster than bf16 GEMM, which
+    #: no single curve over FLOPs can hold. Calibration fits them; empty: one curve.
+    kind_efficiency: dict[str, EfficiencyCurve] = {}
+
+    def curve(self, keys: tuple[str, ...] = ()) -> EfficiencyCurve:
+        """The efficiency curve for an op named by ``keys``, most specific first."""
+        for k in keys:
+            c = self.kind_efficiency.get(k)
+            if c is not None:
+                return c
+        return self.efficiency
 
 
 class AtomicSpec(_Strict):

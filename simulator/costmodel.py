@@ -34,7 +34,9 @@ Where an op's bytes come from (the rules, in order):
 
 Kinds: matrix kinds (``MATRIX_KINDS``) use ``matrix[dtype]`` with tile/wave quantisation
 when the op carries ``m``/``n``; the rest use ``vector[dtype]`` (fallback rule in
-``physics.compute_unit``). Views cost nothing. Scatter adds the atomic term. GEMV-like
+``physics.compute_unit``), at the unit's per-kind efficiency curve when it lists one
+(``ComputeUnit.kind_efficiency``). Causal attention computes only its visible triangle
+(``causal_fraction``). Views cost nothing. Scatter adds the atomic term. GEMV-like
 ops whose weights sit in a PIM tier run there. Collectives run on the interconnect
 (ring, or a tree for small all-reduces when that is faster, as NCCL picks). Ops with
 ``unknown=True`` still get a time from their bytes, flagged.
@@ -265,6 +267,23 @@ def _is_pim_op(op: Op, dv: _Derived, pl: Placement) -> str | None:
     return where
 
 
+def causal_fraction(op: Op) -> float:
+    """Share of an attention op's dense FLOPs a causal kernel computes.
+
+    The tracer counts the full ``sq x skv`` square (``attrs['causal']`` set); flash/SDPA
+    kernels skip the masked tiles. With ``sq == skv`` (prefill) query ``i`` sees keys
+    ``0..i``: ``sq (sq + 1) / 2`` of ``sq^2`` scores, ``(sq + 1) / (2 sq)``. Decode
+    (``sq = 1`` against the whole cache) and non-causal attention keep the full count.
+    """
+    a = op.attrs
+    if op.kind != "attention" or not a.get("causal"):
+        return 1.0
+    sq, skv = int(a.get("sq") or 0), int(a.get("skv") or 0)
+    if sq <= 1 or sq != skv:
+        return 1.0
+    return (sq + 1) / (2.0 * sq)
+
+
 def _cost(op: Op, dv: _Derived, pl: Placement, resident: Collection[str] | None) -> OpCost:
     c = OpCost(op_id=op.id, launches=op.launches, unknown=bool(op.unknown or op.kind == "unknown"))
     if op.kind == "view":
@@ -361,10 +380,13 @@ def _cost(op: Op, dv: _Derived, pl: Placement, resident: Collection[str] | None)
         a = op.attrs
         m, n = (a.get("m"), a.get("n")) if matrix else (None, None)
         batch = int(a.get("batch") or 1)
+        keys = physics.kind_keys(kind, op.name)
+        share = causal_fraction(op)
         for dt, f in _flop_items(op):
             unit, label = dv.unit(dt, matrix)
+            f *= share
             c.compute_s += physics.compute_time(f, unit, m=m, n=n, batch=batch, compute_units=dv.cu,
-                                                tile_m=dv.device.tile_m, tile_n=dv.device.tile_n)
+                                                tile_m=dv.device.tile_m, tile_n=dv.device.tile_n, kind=keys)
             roof += f / unit.peak.value
             c.unit = c.unit or label
 
@@ -489,7 +511,8 @@ def _signature(op: Op, res: frozenset[str]):
         return None
     a = op.attrs
     return (
-        op.kind, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("batch"),
+        op.kind, op.name, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("batch"),
+        a.get("causal"), a.get("sq"), a.get("skv"),
         op.launches, op.unknown, op.updates, op.distinct_targets, op.device,
         tuple((x.role, x.bytes, x.tensor in res) for x in op.reads),
         tuple((x.role, x.bytes) for x in op.writes),

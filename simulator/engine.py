@@ -12,6 +12,9 @@ Physics (DESIGN.md, "The simulator's physics"):
   on the host here (no synchronising op, an unbounded launch queue), so the host's
   issue times are the running sum of its costs, computed once; the stream processes
   wait for them with simpy timeouts (one event fewer per op than a host process).
+  Except on a CPU device (``Plan.serial_host``): the thread that dispatches is the one
+  that computes, so op ``i``'s dispatch starts only when op ``i-1`` has ended,
+  ``issue_i = max(issue_{i-1}, end_{i-1}) + host_cost_i``; a host process walks the ops.
 * **Streams.** Each (device, stream) is a process that starts its next op at
   ``max(issue, end of its cross-stream dependencies, end of the previous op on the
   stream)`` and holds it for its cost-model duration. Nothing else: when ops are
@@ -80,6 +83,10 @@ class Plan:
     resource_names: list[str]
     copies: list[Copy] = field(default_factory=list)
     copy_of: dict[int, int] = field(default_factory=dict)  # op index -> copy index
+    #: the host is the device (a CPU running eager ops on its own thread): it cannot
+    #: dispatch op ``i`` before op ``i-1`` has finished, ``issue_i = max(issue_{i-1},
+    #: end_{i-1}) + host_cost_i``
+    serial_host: bool = False
 
     @property
     def n(self) -> int:
@@ -157,7 +164,8 @@ def build_plan(graph, system, costs, launch: str, placement=None) -> Plan:
         iu, iv = pos.get(u), pos.get(v)
         if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
             deps[iv].append(iu)
-    plan = Plan(host_costs(ops, system.host, launch), dur, lane, lanes, deps, res, work, tail, names)
+    plan = Plan(host_costs(ops, system.host, launch), dur, lane, lanes, deps, res, work, tail, names,
+                serial_host=system.device.kind == "cpu")
     if placement is not None and placement.prefetch:
         _add_prefetch(plan, graph, system, placement, rid)
     return plan
@@ -236,7 +244,8 @@ def run_simpy(plan: Plan) -> Timeline:
     # synchronising op, an unbounded launch queue), so its issue times are exactly the
     # running sum of its costs. Computing them up front replaces one simpy event per op
     # and changes no result; streams then wait for each issue time with a timeout.
-    issue = np.cumsum(plan.host_cost).tolist()
+    serial = plan.serial_host
+    issue = [nan] * n if serial else np.cumsum(plan.host_cost).tolist()
     start = [nan] * n
     end = [nan] * n
     slowed = [-1] * n
@@ -260,11 +269,35 @@ def run_simpy(plan: Plan) -> Timeline:
             ev = table[i] = env.event()
         return ev
 
+    issue_wait: dict[int, simpy.Event] = {}
+
+    def until_issued(i: int):
+        if serial and issue[i] != issue[i]:  # NaN: the serial host has not reached op i yet
+            yield wait(issue_wait, i)
+        t = issue[i] - env.now
+        if t > 0.0:
+            yield timeout(t)
+
+    def serial_host_proc():
+        # one thread dispatches and runs: op i's dispatch starts when op i-1 has ended
+        t = 0.0
+        host_cost = plan.host_cost.tolist()
+        for i in range(n):
+            if i > 0:
+                if end[i - 1] != end[i - 1]:
+                    yield wait(end_wait, i - 1)
+                t = max(t, end[i - 1])
+            t += host_cost[i]
+            if t > env.now:
+                yield timeout(t - env.now)
+            issue[i] = t
+            ev = issue_wait.pop(i, None)
+            if ev is not None:
+                ev.succeed()
+
     def lane_proc(idx: list[int]):
         for i in idx:
-            t = issue[i] - env.now
-            if t > 0.0:
-                yield timeout(t)
+            yield from until_issued(i)
             for d in deps[i]:
                 if end[d] != end[d]:  # NaN: not finished yet
                     yield wait(end_wait, d)
@@ -302,9 +335,7 @@ def run_simpy(plan: Plan) -> Timeline:
                 if start[cp.after] != start[cp.after]:
                     yield wait(start_wait, cp.after)
             elif cp.after == -1:
-                t = issue[cp.op] - env.now
-                if t > 0.0:
-                    yield timeout(t)
+                yield from until_issued(cp.op)
             cstart[k] = env.now
             job = yield bw_start(cp.res, cp.work, cp.floor, cp.tail)
             if not finish(job):
@@ -327,6 +358,8 @@ def run_simpy(plan: Plan) -> Timeline:
             cend[k] = env.now
 
     lane = plan.lane
+    if serial:
+        env.process(serial_host_proc())
     for li in range(len(plan.lanes)):
         env.process(lane_proc(np.flatnonzero(lane == li).tolist()))
     if copies:

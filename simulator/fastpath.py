@@ -7,8 +7,10 @@ runs at a time, so no bandwidth is shared and each op takes its cost-model durat
     end_i = max(issue_i, end_{i-1}) + d_i
 
 unrolls to ``end_i = C_i + max_{j<=i}(issue_j - C_{j-1})`` with ``C`` the running sum
-of durations: one ``cumsum`` and one ``maximum.accumulate``. ``simulate(engine="auto")``
-uses it exactly when ``Plan.chain`` holds; tests check it against the simpy engine.
+of durations: one ``cumsum`` and one ``maximum.accumulate``. On a CPU device
+(``Plan.serial_host``) dispatch and kernels alternate on one thread: one running sum.
+``simulate(engine="auto")`` uses it exactly when ``Plan.chain`` holds; tests check it
+against the simpy engine.
 """
 
 from __future__ import annotations
@@ -18,10 +20,20 @@ import numpy as np
 from .engine import Plan, Timeline
 
 
-def chain_times(host_cost: np.ndarray, dur: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(issue, start, end) arrays of the recurrence for per-op host costs and durations."""
+def chain_times(host_cost: np.ndarray, dur: np.ndarray, serial_host: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(issue, start, end) arrays of the recurrence for per-op host costs and durations.
+
+    ``serial_host`` (a CPU device: one thread dispatches and computes): ``issue_i =
+    end_{i-1} + host_i`` and ``end_i = issue_i + dur_i``, one running sum of host cost
+    and duration interleaved.
+    """
     host_cost = np.asarray(host_cost, dtype=float)
     dur = np.asarray(dur, dtype=float)
+    if serial_host:
+        t = np.cumsum(np.column_stack((host_cost, dur)).ravel())
+        issue = t[0::2].copy()
+        return issue, issue.copy(), t[1::2].copy()
     issue = np.cumsum(host_cost)
     c = np.cumsum(dur)
     c_prev = c - dur
@@ -33,7 +45,7 @@ def chain_times(host_cost: np.ndarray, dur: np.ndarray) -> tuple[np.ndarray, np.
 def run_fast(plan: Plan) -> Timeline:
     if not plan.chain:
         raise ValueError("the fast path is exact only for a single-stream chain without prefetch")
-    issue, start, end = chain_times(plan.host_cost, plan.dur)
+    issue, start, end = chain_times(plan.host_cost, plan.dur, plan.serial_host)
     empty = np.zeros(0)
     return Timeline(issue, start, end, np.full(plan.n, -1, dtype=np.int64), empty, empty,
                     float(plan.host_cost.sum()))

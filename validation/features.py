@@ -107,12 +107,14 @@ class OpFeatures:
     updates: float = 0.0
     distinct: float = 0.0
     link_bytes: float = 0.0
+    #: efficiency keys of the op, most specific first (``physics.kind_keys``)
+    keys: tuple[str, ...] = ()
 
 
 def op_features(graph, system, cold: bool = False) -> list[OpFeatures]:
     """Features of the kernel-launching ops of a graph, read from the cost model on ``system``."""
     from hw_models import physics
-    from simulator.costmodel import MATRIX_KINDS, graph_costs, op_cost
+    from simulator.costmodel import MATRIX_KINDS, causal_fraction, graph_costs, op_cost
 
     ops = [op for op in graph.ops if op.launches > 0 and op.kind != "view"]
     if cold:
@@ -131,6 +133,8 @@ def op_features(graph, system, cold: bool = False) -> list[OpFeatures]:
         if matrix and m and n:
             wave = physics.wave_factor(int(m), int(n), int(op.attrs.get("batch") or 1),
                                        int(dev.compute_units.value), dev.tile_m, dev.tile_n)
+        # the FLOPs the cost model charges: a causal kernel skips the masked triangle
+        flops = float(op.total_flops) * causal_fraction(op)
         demands = []
         for d in c.demands:
             if d.resource.startswith("dev"):
@@ -139,12 +143,13 @@ def op_features(graph, system, cold: bool = False) -> list[OpFeatures]:
             OpFeatures(
                 launches=int(op.launches),
                 unit=c.unit or ("matrix." if matrix else "vector.") + op.dtype,
-                flops=float(op.total_flops),
-                work_flops=float(op.total_flops) * wave,
+                flops=flops,
+                work_flops=flops * wave,
                 demands=demands,
                 updates=float(op.updates) if op.kind == "scatter" else 0.0,
                 distinct=float(op.distinct_targets) if op.kind == "scatter" else 0.0,
                 link_bytes=float(op.bytes) if op.kind == "transfer" else 0.0,
+                keys=physics.kind_keys(op.kind, op.name),
             )
         )
     return out

@@ -2,13 +2,15 @@
 
 The fit runs a vectorised mirror of the cost model's formula for one op,
 
-    t_op = launches x kernel_latency + max(work_flops / R_unit(flops),
+    t_op = launches x kernel_latency + max(work_flops / R_unit,kind(flops),
                                            max_level bytes_l / B_level(bytes_l),
                                            atomic(updates, distinct))
 
 where ``R_unit`` and ``B_level`` are effective rates interpolated linearly in log10(size)
 between knots, exactly as ``EfficiencyCurve`` interpolates efficiency, so the fitted knots
-become the spec's efficiency points unchanged. A row is its ops plus the host's dispatch
+become the spec's efficiency points unchanged. Compute rates are fitted per unit and op
+kind (``compute_groups``): softmax, layer_norm, gelu, GEMV and GEMM each get their own
+curve where the training data has enough of them. A row is its ops plus the host's dispatch
 overhead per launch: added to the kernels on a CPU device (the thread that dispatches is
 the thread that computes), overlapped with them on a GPU (a steady-state launch loop).
 Which memory level serves which bytes is the cost model's own rule (read once from the
@@ -34,6 +36,13 @@ MAX_KNOTS = 4
 #: weight of the smoothness penalty on the log-rate step between neighbouring knots: a
 #: tenfold step costs about as much as a 5% miss on one row, so data always wins over it
 SMOOTHNESS = 0.02
+#: training ops of one (unit, efficiency key) needed to give that key its own compute
+#: curve (``ComputeUnit.kind_efficiency``); rarer keys share the unit's generic curve
+MIN_KIND_OPS = 3
+#: kinds whose ops get a curve per op name: an elementwise op's cost per element depends
+#: on its function (exp, gelu: transcendentals; add, mul: one instruction), while a GEMM is a
+#: GEMM whether traced as mm or addmm
+NAMED_KINDS = ("elementwise",)
 #: row families issued from model code (Python modules around every op)
 MODEL_FAMILIES = ("framework", "model")
 
@@ -121,7 +130,6 @@ class _Mirror:
                 j = len(op_row)
                 op_row.append(i)
                 launches.append(f.launches)
-                unit.append(f.unit)
                 flops.append(max(f.flops, 1.0))
                 work.append(f.work_flops)
                 upd.append(f.updates)
@@ -130,6 +138,9 @@ class _Mirror:
                     dem_op.append(j)
                     dem_level.append(lvl)
                     dem_bytes.append(b)
+        groups = compute_groups([f for r in rows if r.family != "transfer" for f in r.ops])
+        unit = [g for g, _ in groups]
+        self.group_key = dict(groups)
         self.n_rows = len(rows)
         self.op_row = np.asarray(op_row, dtype=int)
         self.launches = np.asarray(launches, dtype=float)
@@ -162,7 +173,9 @@ class _Mirror:
             logs = np.log10(self.flops[self.unit == u])
             kn = _knots(logs)
             cu = _unit(dev, u)
-            init = [np.log(cu.peak.value * cu.efficiency(10**k)) for k in kn]
+            key = self.group_key.get(u)
+            curve = cu.curve((key,)) if key else cu.efficiency
+            init = [np.log(cu.peak.value * curve(10**k)) for k in kn]
             self._add(f"unit:{u}", kn, init, x0)
         bare = base.host.op_dispatch or base.host.dispatch_overhead
         self._scalar("dispatch", np.log(bare.value), x0)
@@ -182,6 +195,30 @@ class _Mirror:
             self._scalar("link_bw", np.log(bw), x0)
             self._scalar("link_lat", np.log(lat), x0)
         self.x0 = np.asarray(x0, dtype=float)
+
+    def data_init(self) -> np.ndarray:
+        """``x0`` with each per-kind compute knot (``unit@key``) lowered to the rate its
+        single-op rows imply if all their time were compute (log of the median ``work /
+        measured`` of the rows nearest the knot): the slowest the data allow, so the term
+        starts visible. A per-kind curve has no estimate of its own (the base spec's generic
+        curve is a guess for another mix of ops); the generic curves keep the base guess."""
+        x = self.x0.copy()
+        ops_in_row = np.bincount(self.op_row, minlength=self.n_rows)
+        single = ops_in_row[self.op_row] == 1
+        for g, sl in self.slots.items():
+            if not g.startswith("unit:") or "@" not in g:
+                continue
+            m = (self.unit == g[5:]) & single & (self.work > 0)
+            if not m.any():
+                continue
+            kn = np.asarray(self.knots[g])
+            logs = np.log10(self.flops[m])
+            near = np.abs(logs[:, None] - kn[None, :]).argmin(axis=1)
+            rate = self.work[m] / self.measured[self.op_row[m]]
+            for i in range(len(kn)):
+                if (near == i).any():
+                    x[sl.start + i] = np.log(np.median(rate[near == i]))
+        return x
 
     def _add(self, name: str, knots: list[float], init: list[float], x0: list[float]) -> None:
         self.slots[name] = slice(len(x0), len(x0) + len(knots))
@@ -277,10 +314,33 @@ class _Mirror:
         return r
 
 
+def compute_groups(ops: list[OpFeatures]) -> list[tuple[str, str | None]]:
+    """Per op: (compute group label, efficiency key or None), e.g. ``("vector.fp32@softmax", "softmax")``.
+
+    An op gets the curve of its most specific efficiency key that at least
+    ``MIN_KIND_OPS`` training ops share on the same unit, else the unit's generic curve
+    (label = unit, key None). The fitted groups become ``kind_efficiency`` entries.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for f in ops:
+        for k in _fit_keys(f.keys):
+            counts[(f.unit, k)] = counts.get((f.unit, k), 0) + 1
+    out = []
+    for f in ops:
+        key = next((k for k in _fit_keys(f.keys) if counts.get((f.unit, k), 0) >= MIN_KIND_OPS), None)
+        out.append((f"{f.unit}@{key}" if key else f.unit, key))
+    return out
+
+
+def _fit_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys the fit may give a curve: op names only within ``NAMED_KINDS``."""
+    return tuple(k for k in keys if "." not in k or k.split(".", 1)[0] in NAMED_KINDS)
+
+
 def _unit(dev, label: str):
     from hw_models import physics
 
-    kind, dtype = label.split(".", 1)
+    kind, dtype = label.split("@", 1)[0].split(".", 1)
     return physics.compute_unit(dev, dtype, matrix=(kind == "matrix"))[0]
 
 
@@ -297,16 +357,21 @@ def fit(rows: list[RowFeatures], base: SystemSpec, *, loss: str = "soft_l1") -> 
     free = np.ones(len(mir.x0), dtype=bool)
     for name in ("dispatch", "framework"):
         free[mir.slots[name]] = False
-    x0 = mir.x0[free]
-    full = mir.x0.copy()
+    lo, hi = mir.x0 - np.log(1e3), mir.x0 + np.log(1e3)
+    # start each compute rate no faster than the data allow: where another term binds at
+    # the base guess the max() hides the compute rate from the gradient, and a
+    # transcendental op (exp at ~1 ns per element) would never be found compute-bound
+    start = np.clip(np.minimum(mir.x0, mir.data_init()), lo + 1e-6, hi - 1e-6)
+    x0 = start[free]
+    full = start.copy()
 
     def resid(x: np.ndarray) -> np.ndarray:
         full[free] = x
         return mir.residuals(full)
 
-    sol = least_squares(resid, x0, bounds=(x0 - np.log(1e3), x0 + np.log(1e3)), loss=loss, f_scale=0.1,
+    sol = least_squares(resid, x0, bounds=(lo[free], hi[free]), loss=loss, f_scale=0.1,
                         x_scale=1.0, max_nfev=400 * (len(x0) + 1))
-    th = mir.x0.copy()
+    th = start.copy()
     th[free] = sol.x
     counts = mir.identified(th)
     curves = {}

@@ -35,7 +35,7 @@ def to_doc(obj: Any) -> Any:
         out = {}
         for name in type(obj).model_fields:
             v = getattr(obj, name)
-            if v is None:
+            if v is None or (name == "kind_efficiency" and not v):
                 continue
             out[name] = to_doc(v)
         return out
@@ -65,12 +65,43 @@ def _curve(xs: list[float], rates: list[float], peak: float, source: str) -> tup
     return peak, EfficiencyCurve(points=pts, source=source)
 
 
+def _table_unit(dev, uname: str):
+    ukind, dtype = uname.split(".", 1)
+    return (dev.matrix if ukind == "matrix" else dev.vector).get(dtype)
+
+
+def _raise_unit_peaks(dev, res: FitResult, source: str) -> None:
+    """Raise each unit's peak to the best fitted rate of its generic and per-kind curves.
+
+    Curves the fit leaves alone are rescaled so their effective rates do not change.
+    """
+    best: dict[str, float] = {}
+    for group, (_, rates) in res.curves.items():
+        kind, name = group.split(":", 1)
+        if kind == "unit":
+            u = name.partition("@")[0]
+            best[u] = max(best.get(u, 0.0), max(rates))
+    for uname, rate in best.items():
+        cu = _table_unit(dev, uname)
+        if cu is None or rate <= cu.peak.value:
+            continue
+        scale = cu.peak.value / rate
+
+        def rescaled(c: EfficiencyCurve, scale: float = scale) -> EfficiencyCurve:
+            return EfficiencyCurve(points=[(x, max(e * scale, 1e-4)) for x, e in c.points], source=c.source)
+
+        cu.efficiency = rescaled(cu.efficiency)
+        cu.kind_efficiency = {k: rescaled(c) for k, c in cu.kind_efficiency.items()}
+        cu.peak = _mk(type(cu.peak), rate, source=f"{source} (best effective rate; above the estimate)")
+
+
 def apply_fit(base: SystemSpec, res: FitResult, source: str) -> tuple[SystemSpec, list[str]]:
     """A copy of ``base`` with every fitted number replaced and sourced; returns it and notes."""
     spec = base.model_copy(deep=True)
     dev = spec.device
     notes: list[str] = [f"{g}: no training row depends on it (overhead or another term dominates); "
                         "kept the base spec's value" for g in res.unidentified]
+    _raise_unit_peaks(dev, res, source)
     for group, (xs, rates) in res.curves.items():
         kind, name = group.split(":", 1)
         n = res.rows_per_group.get(group, 0)
@@ -82,16 +113,17 @@ def apply_fit(base: SystemSpec, res: FitResult, source: str) -> tuple[SystemSpec
                 lv.bandwidth = _mk(type(lv.bandwidth), peak, f"{source} (best effective rate)")
             lv.efficiency = curve
         else:
-            ukind, dtype = name.split(".", 1)
-            table = dev.matrix if ukind == "matrix" else dev.vector
-            cu = table.get(dtype)
+            uname, _, key = name.partition("@")
+            cu = _table_unit(dev, uname)
             if cu is None:
-                notes.append(f"unit {name} fitted but absent from the base spec; skipped")
+                notes.append(f"unit {uname} fitted but absent from the base spec; skipped")
                 continue
-            peak, curve = _curve(xs, rates, cu.peak.value, src)
-            if peak > cu.peak.value:
-                cu.peak = _mk(type(cu.peak), peak, source=f"{source} (best effective rate; above the estimate)")
-            cu.efficiency = curve
+            # peaks were raised to the best rate of any of the unit's groups beforehand
+            _peak, curve = _curve(xs, rates, cu.peak.value, src)
+            if key:
+                cu.kind_efficiency = {**cu.kind_efficiency, key: curve}
+            else:
+                cu.efficiency = curve
     host = spec.host
     held = f"kernel_latency ({res.kernel_latency_s:.3g} s) held at its estimate"
     if res.dispatch_s is not None:
