@@ -1,0 +1,232 @@
+"""``roofsim plan``: capacity planning over models × hardware × tp × batch × context.
+
+Prints (or writes with ``--out``) every configuration, feasible or not, then the best
+configuration per hardware under the SLOs, then with ``--sensitivity`` a tornado table
+for each hardware's best configuration. ``tp`` larger than a system's device count is
+listed as infeasible, not rejected, so one ``--tp`` list serves 1- and 8-device systems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from roofsim.errors import UserError
+
+TABLE_COLUMNS = [
+    "model",
+    "hardware",
+    "tp",
+    "batch",
+    "context",
+    "fits",
+    "device_needed_gib",
+    "device_capacity_gib",
+    "ttft_ms",
+    "tpot_ms",
+    "tokens_per_s_per_device",
+    "tokens_per_s_per_system",
+    "bottleneck",
+    "cost_per_mtok",
+    "meets_slo",
+    "reason",
+]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _prices(text: str) -> dict[str, float]:
+    out = {}
+    for kv in _list(text):
+        if "=" not in kv:
+            raise argparse.ArgumentTypeError(f"expected HARDWARE=PRICE pairs, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"price for {k.strip()} is not a number: {v!r}") from None
+    return out
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plan",
+        help="capacity planning: which hardware, how many devices, what batch, what cost",
+        description=__doc__,
+    )
+    p.add_argument(
+        "models", type=_list, metavar="MODEL[,MODEL...]", help="zoo ids, config.json paths or pkg.mod:fn"
+    )
+    p.add_argument("--hardware", type=_list, required=True, help="catalog ids or YAML paths, comma-separated")
+    p.add_argument("--tp", type=_ints, default=[1, 2, 4, 8], help="tensor-parallel degrees (default 1,2,4,8)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--batch", type=_ints, default=None, help="batch sizes (default 1,8,32,128)")
+    g.add_argument(
+        "--max-batch", action="store_true", help="search the largest batch that fits and meets the SLOs"
+    )
+    p.add_argument("--batch-limit", type=int, default=4096, help="upper end of the --max-batch search")
+    p.add_argument("--context", type=_ints, default=[2048], help="decode context lengths (default 2048)")
+    p.add_argument("--prompt", type=int, default=512, help="prompt tokens for TTFT (default 512)")
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--launch", choices=("eager", "graph"), default="eager")
+    p.add_argument(
+        "--kv-tier", default=None, help="tier holding the KV cache (e.g. host, cxl); default device"
+    )
+    p.add_argument("--weights-tier", default=None, help="tier holding the weights; default device")
+    p.add_argument("--slo-tpot-ms", type=float, default=None)
+    p.add_argument("--slo-ttft-ms", type=float, default=None)
+    p.add_argument("--price-per-hour", type=_prices, default=None, help="price per device-hour: A=2.5,B=1.1")
+    p.add_argument("--set", action="append", default=[], dest="set_overrides", metavar="HW.PATH=VALUE")
+    p.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        metavar="KEY=F[,KEY=F]",
+        help="bandwidth, compute, dispatch, latency",
+    )
+    p.add_argument(
+        "--sensitivity", action="store_true", help="tornado table of TPOT/TTFT under +/-20%% changes"
+    )
+    p.add_argument("--workers", type=int, default=1, help="local worker processes")
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help="run on a Dask scheduler")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _placement(args: argparse.Namespace) -> dict[str, str] | None:
+    p = {}
+    if args.kv_tier:
+        p["kv_cache"] = args.kv_tier
+    if args.weights_tier:
+        p["weights"] = args.weights_tier
+    return p or None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def _table(df: pd.DataFrame, columns: list[str]) -> str:
+    cols = [c for c in columns if c in df.columns]
+    extra = [c for c in df.columns if c.endswith("_needed_gib") and c not in cols]
+    view = df[cols[:8] + extra + cols[8:]] if extra else df[cols]
+    return tabulate(view, headers="keys", showindex=False, floatfmt=".4g", missingval="")
+
+
+def run(args: argparse.Namespace) -> int:
+    from roofsim.planner import api, sensitivity
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    df = api.plan(
+        args.models,
+        args.hardware,
+        tp=args.tp,
+        batch=args.batch,
+        max_batch=args.max_batch,
+        batch_limit=args.batch_limit,
+        context=args.context,
+        prompt=args.prompt,
+        dtype=args.dtype,
+        launch=args.launch,
+        placement=_placement(args),
+        slo_tpot_ms=args.slo_tpot_ms,
+        slo_ttft_ms=args.slo_ttft_ms,
+        price_per_hour=args.price_per_hour,
+        set_overrides=args.set_overrides,
+        scale=args.scale,
+        workers=args.workers,
+        dask=args.dask,
+        progress=not args.no_progress,
+    )
+    top = api.best(df)
+    tornado = pd.DataFrame()
+    if args.sensitivity:
+        s = api.settings(
+            args.hardware,
+            prompt=args.prompt,
+            dtype=args.dtype,
+            launch=args.launch,
+            placement=_placement(args),
+            slo_tpot_ms=args.slo_tpot_ms,
+            slo_ttft_ms=args.slo_ttft_ms,
+            set_overrides=args.set_overrides,
+            scale=args.scale,
+        )
+        parts = [
+            sensitivity(
+                s, r["model"], r["hardware"], int(r["tp"]), int(r["batch"]), int(r["context"])
+            ).assign(model=r["model"])
+            for r in top.to_dict(orient="records")
+            if r.get("meets_slo")
+        ]
+        if parts:
+            tornado = pd.concat(parts, ignore_index=True)
+    text = _render(args.format, df, top, tornado)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out} ({len(df)} configurations)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _render(fmt: str, df: pd.DataFrame, top: pd.DataFrame, tornado: pd.DataFrame) -> str:
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        doc = {
+            "configurations": _records(df),
+            "best": _records(top),
+            "sensitivity": _records(tornado),
+            "whatif": df.attrs.get("sources", {}),
+        }
+        return json.dumps(doc, indent=2) + "\n"
+    out = [
+        f"configurations ({len(df)}, {int(df['fits'].sum())} fit, {int(df['meets_slo'].sum())} meet the SLOs)"
+    ]
+    out.append(_table(df, TABLE_COLUMNS))
+    out.append("\nbest per hardware (most tokens/s per device meeting the SLOs)")
+    out.append(_table(top, TABLE_COLUMNS))
+    if not tornado.empty:
+        out.append("\nsensitivity (+/-20% of each parameter; % change of TPOT and TTFT)")
+        cols = [
+            "model",
+            "hardware",
+            "param",
+            "tpot_minus_pct",
+            "tpot_plus_pct",
+            "ttft_minus_pct",
+            "ttft_plus_pct",
+        ]
+        out.append(tabulate(tornado[cols + ["swing_pct"]], headers="keys", showindex=False, floatfmt="+.2f"))
+    sources = {hw: v for hw, v in df.attrs.get("sources", {}).items() if v}
+    for hw, v in sources.items():
+        out.append(f"\n{hw}: " + "; ".join(v))
+    return "\n".join(out) + "\n"
