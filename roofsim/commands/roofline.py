@@ -13,6 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from hw_models import catalog, units
+from roofsim.cliargs import add_step_args
 from roofsim.errors import UserError
 from simulator.placement import Placement
 
@@ -21,11 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("roofline", help="per-op roofline of one model step on one system (CSV + chart)")
     p.add_argument("model", metavar="MODEL", help="zoo id, path to a config.json, or pkg.mod:fn")
     p.add_argument("--hardware", required=True, metavar="ID|PATH", help="catalog id or system YAML file")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--context", type=int, default=2048, help="tokens already in the KV cache (decode)")
-    p.add_argument("--prompt", type=int, default=512, help="prompt tokens (prefill)")
-    p.add_argument("--dtype", default="bf16")
+    add_step_args(p)
     p.add_argument("--top", type=int, default=10, help="how many of the slowest ops to print")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree: price one device's shard")
     p.add_argument("--weights", default="device", metavar="TIER", help="tier holding the weights (default: device)")

@@ -14,6 +14,7 @@ import sys
 from tabulate import tabulate
 
 from hw_models import catalog, units
+from roofsim.cliargs import add_step_args
 from roofsim.errors import UserError
 from simulator.placement import Placement
 
@@ -24,11 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("simulate", help="simulate one model step on a system (host, streams, links, tiers)")
     p.add_argument("model", metavar="MODEL", help="zoo id, path to a config.json, or pkg.mod:fn")
     p.add_argument("--hardware", required=True, metavar="ID|PATH", help="catalog id or system YAML file")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--context", type=int, default=2048, help="tokens already in the KV cache (decode)")
-    p.add_argument("--prompt", type=int, default=512, help="prompt tokens (prefill)")
-    p.add_argument("--dtype", default="bf16")
+    add_step_args(p)
     p.add_argument("--launch", choices=("eager", "graph"), default="eager",
                    help="eager: host dispatch per kernel; graph: one replayed CUDA graph")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree")

@@ -11,17 +11,14 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_step_args
 from roofsim.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("trace", help="trace a model (zoo id, config.json or pkg.mod:fn) into a kernel graph")
     p.add_argument("model", help="zoo id (see 'roofsim models list'), config.json path, or package.module:function")
-    p.add_argument("--phase", choices=("prefill", "decode"), default="decode")
-    p.add_argument("--batch", type=int, default=1, help="sequences (or images) per step")
-    p.add_argument("--context", type=int, default=2048, help="decode: tokens already in the KV cache")
-    p.add_argument("--prompt", type=int, default=512, help="prefill: prompt tokens")
-    p.add_argument("--dtype", default="bf16", help="fp32, bf16, fp16, fp8, int8 or int4 (weight-only)")
+    add_step_args(p)
     p.add_argument("-o", "--output", help="write the graph as JSON to this file")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from roofsim.cliargs import add_step_args
 from roofsim.errors import UserError
 
 
@@ -20,11 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--profile", metavar="TRACE.json", help="a torch.profiler Chrome trace of a real run")
     p.add_argument("--hardware", default=None, help="catalog id or YAML (default: DIR/hardware.yaml)")
     p.add_argument("--model", default=None, help="with --profile: zoo id, config.json path or pkg.mod:fn")
-    p.add_argument("--phase", choices=("decode", "prefill"), default="decode")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--context", type=int, default=2048)
-    p.add_argument("--prompt", type=int, default=512)
-    p.add_argument("--dtype", default="bf16")
+    add_step_args(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
 
