@@ -72,13 +72,13 @@ def simulate(
             raise SimulationError(f"tensor-parallel degree {tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
         from workloads.tensor_parallel import shard
 
-        with _gc_paused():
+        with gc_paused():
             graph = shard(graph, tp)
     if cost_fn is None:
         from .costmodel import graph_costs
 
         cost_fn = graph_costs
-    with _gc_paused():
+    with gc_paused():
         costs = cost_fn(graph, system, placement)
         plan = build_plan(graph, system, costs, launch, placement)
         if engine == "fast" and not plan.chain:
@@ -90,10 +90,10 @@ def simulate(
 
 
 @contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector: these passes allocate many small objects that
-    live until the result is built, so collections would scan them again and again and
-    cost up to half the wall time on big graphs, freeing nothing."""
+def gc_paused():
+    """Pause the cyclic garbage collector: simulation and planner sweeps allocate many
+    small long-lived objects (graphs, results), so collections would scan them again and
+    again and cost up to half the wall time on big graphs, freeing nothing."""
     was = gc.isenabled()
     gc.disable()
     try:

@@ -216,16 +216,10 @@ def _render(fmt: str, df: pd.DataFrame, top: pd.DataFrame, tornado: pd.DataFrame
     out.append(_table(top, TABLE_COLUMNS))
     if not tornado.empty:
         out.append("\nsensitivity (+/-20% of each parameter; % change of TPOT and TTFT)")
-        cols = [
-            "model",
-            "hardware",
-            "param",
-            "tpot_minus_pct",
-            "tpot_plus_pct",
-            "ttft_minus_pct",
-            "ttft_plus_pct",
-        ]
-        out.append(tabulate(tornado[cols + ["swing_pct"]], headers="keys", showindex=False, floatfmt="+.2f"))
+        from roofsim.planner.sensitivity import TORNADO_COLUMNS
+
+        cols = ["model", "hardware", *TORNADO_COLUMNS]
+        out.append(tabulate(tornado[cols], headers="keys", showindex=False, floatfmt="+.2f"))
     sources = {hw: v for hw, v in df.attrs.get("sources", {}).items() if v}
     for hw, v in sources.items():
         out.append(f"\n{hw}: " + "; ".join(v))

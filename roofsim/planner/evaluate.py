@@ -22,14 +22,13 @@ Definitions (documented once, used by every column):
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hw_models.spec import SystemSpec
+from simulator import gc_paused
 from simulator.footprint import GIB, footprint
 
 
@@ -174,19 +173,6 @@ def _evaluate(
         and (s.slo_ttft_ms is None or row["ttft_ms"] <= s.slo_ttft_ms)
     )
     return row
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic collections during a task: the cached graphs are many long-lived small
-    objects that every collection would scan again, for nothing (a fifth of sweep time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def evaluate_group(

@@ -21,6 +21,8 @@ from hw_models.spec import Quantity, SystemSpec
 from . import evaluate as ev
 from .whatif import _starts, _walk
 
+#: the tornado table's columns after its model/hardware keys
+TORNADO_COLUMNS = ["param", "tpot_minus_pct", "tpot_plus_pct", "ttft_minus_pct", "ttft_plus_pct", "swing_pct"]
 
 def parameters(system: SystemSpec, dtype: str) -> list[str]:
     """Dotted --set paths of the parameter groups perturbed for ``system``."""
@@ -61,17 +63,7 @@ def sensitivity(
     """Tornado table for one configuration: param, TPOT −/+ %, TTFT −/+ %, swing %."""
     base = ev.evaluate(s, model, hw, tp, batch, context)
     if not base["fits"]:
-        return pd.DataFrame(
-            columns=[
-                "hardware",
-                "param",
-                "tpot_minus_pct",
-                "tpot_plus_pct",
-                "ttft_minus_pct",
-                "ttft_plus_pct",
-                "swing_pct",
-            ]
-        )
+        return pd.DataFrame(columns=["hardware", *TORNADO_COLUMNS])
     rows: list[dict[str, Any]] = []
     for path in parameters(s.systems[hw], s.dtype):
         moved = {}
