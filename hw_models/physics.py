@@ -1,39 +1,33 @@
 """Small pure functions that turn bytes, FLOPs and updates into seconds.
 
-Numbers and spec objects in, seconds out; no graphs, no placement. The cost model
-(``simulator/costmodel.py``) and calibration both call these, so a fitted parameter means
-the same thing in both places.
+Numbers in, seconds out: no spec objects, no graphs. Rates come from
+``simulator.params.Params`` (a spec's peaks and efficiency curves, or a calibration's
+parameter vector), so the cost model and the fit evaluate the very same formulas.
+Most functions take numpy arrays as well as floats.
 
 Models, in one line each (details on each function):
 
-* memory:  ``bytes / (bandwidth x efficiency(bytes))``
-* compute: ``effective_flops / (peak x efficiency(flops))`` where matrix ops pay tile and
-  wave quantisation (a GEMM with fewer output tiles than compute units leaves units idle)
-* atomics: ``max(updates / update_rate, updates_per_target / same_address_rate)``
-* links:   bulk DMA pays latency per transfer; cache-line access rounds each access up to
-  the line size and keeps a bounded number of lines in flight (Little's law)
-* PIM:     ``mode_switch + max(bytes / internal_bandwidth, flops / peak)``
-* collectives: ring (and tree all-reduce), ``traffic x bytes / (bw x eff) + steps x latency``
+* rate curve:  a rate interpolated linearly in log10(size) between knots, flat outside
+* memory:      ``bytes / rate(bytes)``
+* matrix ops:  the library picks the output tile that finishes first; a tile costs
+  ``max(tile FLOPs / per-unit FLOP rate, operand bytes / per-unit operand bandwidth)``
+  and a GEMM runs ``waves`` rounds of tiles over the compute units (tile and wave
+  quantisation, padding of skinny M; split-K fills the units when tiles are few)
+* overlap:     an op's body is the p-norm of its compute and memory times
+* atomics:     ``max(updates / update_rate, updates_per_target / same_address_rate)``
+* links:       bulk DMA pays latency per transfer; cache-line access rounds each access up
+  to the line size and keeps ``outstanding`` lines in flight (Little's law)
+* PIM:         ``mode_switch + passes x max(bytes / internal_bw, flops / peak)``, one pass
+  over the bank rows per input vector
+* collectives: ``steps x latency + traffic x bytes / rate(bytes)`` for ring, tree and
+  one-shot algorithms; the fastest is taken, as NCCL's tuner and custom all-reduce do
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from functools import lru_cache
 
-from .spec import AtomicSpec, ComputeUnit, DeviceSpec, EfficiencyCurve, LinkSpec, PimSpec
-
-#: dtype whose vector unit serves any dtype the device lists no peak for
-FALLBACK_DTYPE = "fp32"
-
-#: cache-line requests a device keeps in flight over a load/store link (CXL). A GPU has
-#: thousands of warps but the link's request credits cap what is outstanding; 256 lines of
-#: 64 B over ~250 ns is ~65 GB/s, so the cap only bites on slow or long-latency links.
-DEFAULT_LINE_CONCURRENCY = 256.0
-
-#: line size assumed when a cache-line link omits ``granularity``
-DEFAULT_LINE_BYTES = 64.0
+import numpy as np
 
 
 class PhysicsError(ValueError):
@@ -42,276 +36,185 @@ class PhysicsError(ValueError):
     user_facing = True
 
 
-# -- efficiency curves ------------------------------------------------------------------
+# -- rate curves --------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _table(points: tuple[tuple[float, float], ...]) -> tuple[list[float], list[float]]:
-    return [math.log10(x) for x, _ in points], [float(e) for _, e in points]
+def log_size(size):
+    """log10 of a work size, with sizes below 1 read as 1 (the curves start there)."""
+    return np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
 
 
-def efficiency(curve: EfficiencyCurve, size: float) -> float:
-    """``curve(size)`` as a plain float, cached on the curve's points.
+def curve_rate(xs: np.ndarray, rates: np.ndarray, size):
+    """A rate at ``size``: linear in log10(size) between knots ``xs`` (log10), flat outside."""
+    if len(xs) == 1:
+        return np.full(np.shape(size), rates[0], dtype=float) if np.ndim(size) else float(rates[0])
+    out = np.interp(log_size(size), xs, rates)
+    return float(out) if np.ndim(out) == 0 else out
 
-    Same result as ``EfficiencyCurve.__call__`` (linear in log10(size), flat beyond the
-    ends) without numpy's per-call overhead; the cost model calls it thousands of times.
+
+# -- compute ------------------------------------------------------------------------------
+
+
+def gemm_tiles(m: int, n: int, k: int, batch: int, compute_units: int, shapes, split_k: bool,
+               elem_bytes: float) -> list[tuple[float, float]]:
+    """Per candidate tile shape: (padded FLOPs, operand bytes) of a GEMM run with it.
+
+    ``tiles = ceil(m/tm) ceil(n/tn) batch`` output tiles run in ``waves =
+    ceil(tiles / units)`` rounds (with ``split_k`` and fewer tiles than units, K is
+    split so the units share the work: ``tiles / units`` of a round). Every round
+    occupies every unit for one tile's time, so the padded work is ``waves x units x 2
+    tm tn k`` and the operand traffic ``waves x units x (tm + tn) k elem_bytes``: each
+    tile streams an ``tm x k`` and a ``k x tn`` panel. Tiles taller than ``m`` pad
+    skinny GEMMs (decode rows), which is why libraries keep small tiles for them.
     """
-    xs, es = _table(tuple(curve.points))
-    x = math.log10(size) if size > 1.0 else 0.0
-    if x <= xs[0]:
-        return es[0]
-    if x >= xs[-1]:
-        return es[-1]
-    i = bisect_right(xs, x)
-    x0, x1, e0, e1 = xs[i - 1], xs[i], es[i - 1], es[i]
-    return e0 + (e1 - e0) * (x - x0) / (x1 - x0)
+    out = []
+    units = max(int(compute_units), 1)
+    for tm, tn in shapes:
+        tiles = math.ceil(m / tm) * math.ceil(n / tn) * max(int(batch), 1)
+        waves = tiles / units if (split_k and tiles < units) else math.ceil(tiles / units)
+        out.append((waves * units * 2.0 * tm * tn * k, waves * units * (tm + tn) * k * elem_bytes))
+    return out
 
 
-# -- memory -----------------------------------------------------------------------------
+def tile_time(work, flop_rate, operand_bytes, operand_rate):
+    """Seconds for one tile alternative: the slower of its math and its operand streaming."""
+    t = np.asarray(work, dtype=float) / flop_rate
+    if operand_rate is None:
+        return t
+    return np.maximum(t, np.asarray(operand_bytes, dtype=float) / operand_rate)
 
 
-def memory_time(nbytes: float, level) -> float:
-    """Seconds to move ``nbytes`` through a memory ``level`` (a ``MemoryLevel``).
+def overlap(compute, memory, p: float):
+    """An op's body time from its compute and memory times: ``(c^p + m^p)^(1/p)``.
 
-    The efficiency curve is read at the transfer size: small transfers cannot hide the
-    level's latency and reach a small fraction of peak.
+    Perfect overlap is the max (large ``p``); streams that stall each other sum
+    (``p = 1``). Never below the max, so a simulated op is never faster than its roofline.
     """
-    if nbytes <= 0:
-        return 0.0
-    return nbytes / (level.bandwidth.value * efficiency(level.efficiency, nbytes))
+    c = np.asarray(compute, dtype=float)
+    m = np.asarray(memory, dtype=float)
+    hi = np.maximum(c, m)
+    if p >= 64:
+        return hi
+    lo = np.minimum(c, m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = hi * (1.0 + np.where(hi > 0, lo / np.where(hi > 0, hi, 1.0), 0.0) ** p) ** (1.0 / p)
+    return out
 
 
-# -- compute ----------------------------------------------------------------------------
+# -- atomics ------------------------------------------------------------------------------
 
 
-def compute_unit(device: DeviceSpec, dtype: str, matrix: bool = True) -> tuple[ComputeUnit, str]:
-    """The unit that runs ``dtype`` math, and a label naming it (``matrix.bf16``).
-
-    Fallback rule (documented, never zero): matrix ops use ``matrix[dtype]``, else
-    ``vector[dtype]``; anything else uses ``vector[fp32]``, else the slowest vector unit
-    listed (a conservative guess). Units with a zero peak count as missing.
-    """
-    if matrix:
-        u = device.matrix.get(dtype)
-        if u is not None and u.peak.value > 0:
-            return u, f"matrix.{dtype}"
-    u = device.vector.get(dtype)
-    if u is not None and u.peak.value > 0:
-        return u, f"vector.{dtype}"
-    u = device.vector.get(FALLBACK_DTYPE)
-    if u is not None and u.peak.value > 0:
-        return u, f"vector.{FALLBACK_DTYPE}"
-    live = [(k, v) for k, v in device.vector.items() if v.peak.value > 0]
-    live += [(k, v) for k, v in device.matrix.items() if v.peak.value > 0]
-    if not live:
-        raise PhysicsError(f"device {device.name!r} lists no compute unit with a non-zero peak")
-    k, v = min(live, key=lambda kv: kv[1].peak.value)
-    return v, f"vector.{k}"
+def atomic_time(updates, per_target, update_rate, same_address_rate):
+    """Seconds for atomic accumulates: distinct addresses proceed in parallel up to
+    ``update_rate``; the ``per_target`` updates to the hottest address serialise."""
+    updates = np.asarray(updates, dtype=float)
+    return np.where(updates > 0, np.maximum(updates / update_rate, np.asarray(per_target) / same_address_rate), 0.0)
 
 
-def wave_factor(m: int, n: int, batch: int, compute_units: int, tile_m: int = 128, tile_n: int = 128) -> float:
-    """How long a matrix kernel occupies the machine, per unit of useful work.
-
-    ``tiles = ceil(m/tile_m) * ceil(n/tile_n) * batch`` output tiles run in
-    ``waves = ceil(tiles / compute_units)`` rounds; the last round leaves units idle, so
-    effective flops = ``waves x compute_units x (flops / tiles)``. A GEMM with fewer tiles
-    than units cannot use the whole device; one with ``compute_units + 1`` tiles takes
-    about two waves. Work per tile is the average useful work, not a padded full tile:
-    libraries shrink tiles for skinny problems, and padding a GEMV's single row to 128
-    would make it compute-bound, which it never is.
-    """
-    if m <= 0 or n <= 0 or compute_units <= 0:
-        return 1.0
-    tiles = math.ceil(m / tile_m) * math.ceil(n / tile_n) * max(int(batch), 1)
-    waves = math.ceil(tiles / compute_units)
-    return waves * compute_units / tiles
-
-
-def compute_time(
-    flops: float,
-    unit: ComputeUnit,
-    *,
-    m: int | None = None,
-    n: int | None = None,
-    batch: int = 1,
-    compute_units: int | None = None,
-    tile_m: int = 128,
-    tile_n: int = 128,
-    kind: tuple[str, ...] = (),
-) -> float:
-    """Seconds for ``flops`` on ``unit``.
-
-    ``kind``: the op's efficiency keys, most specific first (``("elementwise.gelu",
-    "elementwise")``); the unit's ``kind_efficiency`` curve for the first key it lists
-    replaces its generic ``efficiency`` (``ComputeUnit.curve``).
-
-    Without ``m``/``n``/``compute_units`` this is ``flops / (peak x efficiency(flops))``.
-    With them (matrix ops) the work is inflated by ``wave_factor``: effective flops =
-    waves x compute_units x work per tile. The efficiency curve is read at the useful
-    flops; it carries what quantisation does not (pipeline fill, memory stalls).
-    """
-    if flops <= 0:
-        return 0.0
-    work = flops
-    if m and n and compute_units:
-        work = flops * wave_factor(int(m), int(n), batch, int(compute_units), tile_m, tile_n)
-    return work / (unit.peak.value * efficiency(unit.curve(kind), flops))
-
-
-def kind_keys(kind: str, name: str = "") -> tuple[str, ...]:
-    """Efficiency keys of an op, most specific first: ``("elementwise.gelu", "elementwise")``.
-
-    ``name`` is the traced op name (``aten.gelu.default``, ``aten.add_.Scalar``,
-    ``aten::scaled_dot_product_attention``): the aten base name, in-place ``_`` dropped.
-    """
-    base = name.split("::")[-1]
-    parts = base.split(".")
-    if len(parts) > 1 and parts[0] in ("aten", "prims", "torch"):
-        parts = parts[1:]
-    op = parts[0].strip("_") if parts and parts[0] else ""
-    return (f"{kind}.{op}", kind) if op else (kind,)
-
-
-# -- atomics ----------------------------------------------------------------------------
-
-
-def atomic_time(updates: float, distinct_targets: float, atomics: AtomicSpec) -> float:
-    """Seconds for ``updates`` atomic accumulates spread over ``distinct_targets`` addresses.
-
-    Distinct addresses proceed in parallel up to ``update_rate``; updates to one address
-    serialise at ``same_address_rate``, so the hottest target (``updates / targets`` of
-    them, assuming an even spread) sets a floor. ``distinct_targets <= 0`` means "not
-    known" and is taken as all distinct (no collisions), the optimistic end.
-    """
+def updates_per_target(updates: float, distinct_targets: float) -> float:
+    """Updates landing on the hottest target of an even spread; ``distinct <= 0`` means
+    unknown and is taken as all distinct (no collisions), the optimistic end."""
     if updates <= 0:
         return 0.0
     targets = distinct_targets if distinct_targets > 0 else updates
-    targets = min(targets, updates)
-    parallel = updates / atomics.update_rate.value
-    serial = (updates / targets) / atomics.same_address_rate.value
-    return max(parallel, serial)
+    return updates / min(targets, updates)
 
 
-# -- links ------------------------------------------------------------------------------
+# -- links --------------------------------------------------------------------------------
 
 
-def line_bytes(link: LinkSpec) -> float:
-    return link.granularity.value if link.granularity is not None and link.granularity.value > 0 else DEFAULT_LINE_BYTES
-
-
-def link_wire_bytes(nbytes: float, link: LinkSpec, n_accesses: int = 1) -> float:
-    """Bytes that actually cross ``link``: cache-line links round each access up to a line."""
+def link_wire_bytes(nbytes: float, cacheline: bool, line: float, n_accesses: int = 1) -> float:
+    """Bytes that cross a link: cache-line links round each access up to whole lines."""
     if nbytes <= 0:
         return 0.0
-    if link.access != "cacheline":
+    if not cacheline:
         return float(nbytes)
-    gran = line_bytes(link)
     n = max(int(n_accesses), 1)
-    return n * math.ceil((nbytes / n) / gran) * gran
+    return n * math.ceil((nbytes / n) / line) * line
 
 
-def link_bandwidth(link: LinkSpec, concurrency: float = DEFAULT_LINE_CONCURRENCY) -> float:
-    """Sustained bytes/s one stream of traffic gets from ``link`` in one direction.
-
-    Bulk: ``bandwidth x efficiency``. Cache-line: also capped by Little's law,
-    ``concurrency x line / latency`` (only so many lines are in flight per round trip).
-    """
-    bw = link.bandwidth.value * link.efficiency.value
-    if link.access == "cacheline" and link.latency.value > 0:
-        bw = min(bw, concurrency * line_bytes(link) / link.latency.value)
-    return bw
+def cacheline_rate(rate, outstanding: float, line: float, latency: float):
+    """A load/store link's sustained rate: at most ``outstanding`` lines per round trip."""
+    if latency <= 0:
+        return rate
+    return np.minimum(rate, outstanding * line / latency)
 
 
-def link_latency(link: LinkSpec, n_accesses: int = 1) -> float:
-    """Latency paid once per op: every DMA's setup for bulk links (DMAs on one copy
-    engine start one after another); one round trip for cache-line links, after which
-    the in-flight window keeps the pipe full and later latencies overlap."""
-    if link.access == "cacheline":
-        return link.latency.value
-    return max(int(n_accesses), 1) * link.latency.value
+# -- processing in memory -----------------------------------------------------------------
 
 
-def link_time(nbytes: float, link: LinkSpec, n_accesses: int = 1, concurrency: float = DEFAULT_LINE_CONCURRENCY) -> float:
-    """Seconds to move ``nbytes`` over ``link`` in one direction, as ``n_accesses`` transfers.
-
-    bulk:      ``n_accesses x latency + bytes / (bw x eff)``
-    cacheline: ``latency + wire_bytes / min(bw x eff, concurrency x line / latency)`` with
-               ``wire_bytes`` = each access rounded up to whole lines.
-    """
-    if nbytes <= 0:
-        return 0.0
-    return link_latency(link, n_accesses) + link_wire_bytes(nbytes, link, n_accesses) / link_bandwidth(
-        link, concurrency
-    )
+def pim_time(passes, bytes_per_pass, flops_per_pass, internal_bandwidth, peak, mode_switch):
+    """Seconds for a GEMV-like op on the bank units: one pass over the weight rows per
+    input vector, each bound by the banks' bandwidth or the units' FLOPs, plus the
+    host <-> PIM mode switch of the call."""
+    passes = np.asarray(passes, dtype=float)
+    body = passes * np.maximum(np.asarray(bytes_per_pass) / internal_bandwidth,
+                               np.asarray(flops_per_pass) / peak)
+    return np.where(passes > 0, mode_switch + body, 0.0)
 
 
-# -- processing in memory ---------------------------------------------------------------
-
-
-def pim_time(flops: float, nbytes: float, pim: PimSpec) -> float:
-    """Seconds for a GEMV-like op run by the PIM units next to the banks holding its weights."""
-    if flops <= 0 and nbytes <= 0:
-        return 0.0
-    return pim.mode_switch.value + max(nbytes / pim.internal_bandwidth.value, flops / pim.peak.value)
-
-
-# -- collectives ------------------------------------------------------------------------
+# -- collectives --------------------------------------------------------------------------
 
 #: ring algorithms: (fraction of the message each rank sends, latency steps), as functions of n
-_COLLECTIVES = {
+_RING = {
     "all_reduce": (lambda n: 2.0 * (n - 1) / n, lambda n: 2 * (n - 1)),
     "all_gather": (lambda n: (n - 1) / n, lambda n: n - 1),
     "reduce_scatter": (lambda n: (n - 1) / n, lambda n: n - 1),
     "all_to_all": (lambda n: (n - 1) / n, lambda n: n - 1),
     # pipelined ring broadcast: every byte crosses each hop once, steps fill the pipe
     "broadcast": (lambda n: 1.0, lambda n: n - 1),
+    # point to point (pipeline stages): the message crosses once
+    "send_recv": (lambda n: 1.0, lambda n: 1),
 }
+
+ALGORITHMS = ("ring", "tree", "one_shot")
 
 
 def collective_kind(kind: str) -> str:
     k = kind.lower().replace("-", "_").split("::")[-1].strip("_")
     k = {"allreduce": "all_reduce", "allgather": "all_gather", "reducescatter": "reduce_scatter",
          "alltoall": "all_to_all", "all_gather_into_tensor": "all_gather",
-         "reduce_scatter_tensor": "reduce_scatter"}.get(k, k)
-    if k not in _COLLECTIVES:
-        raise PhysicsError(f"unknown collective {kind!r}; known: {', '.join(_COLLECTIVES)}")
+         "reduce_scatter_tensor": "reduce_scatter", "sendrecv": "send_recv", "send": "send_recv",
+         "recv": "send_recv"}.get(k, k)
+    if k not in _RING:
+        raise PhysicsError(f"unknown collective {kind!r}; known: {', '.join(_RING)}")
     return k
 
 
-def collective_terms(kind: str, n: int, algorithm: str = "ring") -> tuple[float, int]:
-    """(bytes on the wire per byte of message, latency steps) for ``kind`` over ``n`` ranks.
+def collective_terms(kind: str, n: int, algorithm: str = "ring") -> tuple[float, int] | None:
+    """(bytes on the wire per byte of message, latency steps) of ``algorithm`` for ``kind``
+    over ``n`` ranks, or None where the algorithm does not apply.
 
-    ``ring``: the formulas above. ``tree`` (all_reduce only, as NCCL's double binary
-    tree): reduce up and broadcast down a tree, ``2 x bytes`` on the wire and
-    ``2 ceil(log2 n)`` latency steps; other kinds have no tree and use the ring.
+    ``ring``: the formulas above. ``tree`` (all_reduce, as NCCL's double binary tree):
+    reduce up and broadcast down, ``2 x bytes`` on the wire and ``2 ceil(log2 n)``
+    steps. ``one_shot`` (all_reduce on a switched fabric, as the custom all-reduce of
+    serving engines): every rank reads all peers' buffers at once, ``(n-1)/n x n``
+    bytes in one step; it wins for small messages.
     """
     k = collective_kind(kind)
     if n <= 1:
         return 0.0, 0
-    if algorithm == "tree" and k == "all_reduce":
-        return 2.0, 2 * math.ceil(math.log2(n))
-    if algorithm not in ("ring", "tree"):
-        raise PhysicsError(f"unknown collective algorithm {algorithm!r}; known: ring, tree, auto")
-    traffic, steps = _COLLECTIVES[k]
-    return traffic(n), steps(n)
+    if algorithm == "ring":
+        traffic, steps = _RING[k]
+        return traffic(n), steps(n)
+    if algorithm == "tree":
+        return (2.0, 2 * math.ceil(math.log2(n))) if k == "all_reduce" else None
+    if algorithm == "one_shot":
+        return (float(n - 1), 1) if k == "all_reduce" else None
+    raise PhysicsError(f"unknown collective algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
 
 
-def collective_algorithm(kind: str, nbytes: float, n: int, link: LinkSpec) -> str:
-    """The faster of ring and tree for this message, as NCCL's tuner picks: trees win for
-    small messages on many ranks (fewer latency steps), rings for large ones (less traffic)."""
-    return min(("ring", "tree"), key=lambda a: collective_time(kind, nbytes, n, link, a))
-
-
-def collective_time(kind: str, nbytes: float, n: int, link: LinkSpec, algorithm: str = "ring") -> float:
-    """Seconds for a collective of an ``nbytes`` message over ``n`` ranks on ``link``.
-
-    ring all_reduce: ``2(n-1)/n x bytes / (bw x eff) + 2(n-1) x latency``;
-    ring all_gather / reduce_scatter: ``(n-1)/n x bytes / (bw x eff) + (n-1) x latency``;
-    ``algorithm="tree"`` or ``"auto"`` (the faster) see ``collective_terms``; n=1 -> 0.
-    """
-    if algorithm == "auto":
-        algorithm = collective_algorithm(kind, nbytes, n, link)
-    traffic, steps = collective_terms(kind, n, algorithm)
-    if traffic == 0.0:
-        return 0.0
-    return traffic * nbytes / (link.bandwidth.value * link.efficiency.value) + steps * link.latency.value
+def collective_time(kind: str, nbytes: float, n: int, rate: float, latency: float,
+                    algorithms: tuple[str, ...] = ("ring", "tree")) -> tuple[float, str]:
+    """(seconds, algorithm) of the fastest of ``algorithms`` for an ``nbytes`` message
+    over ``n`` ranks on a link sustaining ``rate`` B/s with ``latency`` per step."""
+    best, which = math.inf, algorithms[0]
+    for a in algorithms:
+        terms = collective_terms(kind, n, a)
+        if terms is None:
+            continue
+        traffic, steps = terms
+        t = 0.0 if traffic == 0.0 else steps * latency + traffic * nbytes / rate
+        if t < best:
+            best, which = t, a
+    return (0.0 if best == math.inf else best), which

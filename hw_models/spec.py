@@ -25,9 +25,18 @@ class _Strict(BaseModel):
 
 
 class Quantity(_Strict):
-    """A number with a unit dimension and the source it came from."""
+    """A number with a unit dimension and the source it came from.
+
+    ``minimum``/``maximum`` bound what a value of this kind can physically be: a
+    bandwidth of 0 B/s or a device count of 1e26 is a typo, and is refused at load with
+    the field's name rather than dividing by zero later.
+    """
 
     dimension: ClassVar[str] = "count"
+    #: smallest allowed value, and whether the value must be strictly above it
+    minimum: ClassVar[float] = 0.0
+    strict_minimum: ClassVar[bool] = False
+    maximum: ClassVar[float] = float("inf")
     value: float
     source: str = Field(min_length=1)
 
@@ -51,9 +60,12 @@ class Quantity(_Strict):
 
     @field_validator("value")
     @classmethod
-    def _non_negative(cls, v: float) -> float:
-        if not np.isfinite(v) or v < 0:
-            raise ValueError(f"must be a finite non-negative number, got {v}")
+    def _in_range(cls, v: float) -> float:
+        if not np.isfinite(v) or v < cls.minimum or (cls.strict_minimum and v == cls.minimum):
+            floor = f"> {cls.minimum:g}" if cls.strict_minimum else f">= {cls.minimum:g}"
+            raise ValueError(f"must be a finite number {floor}, got {v:g}")
+        if v > cls.maximum:
+            raise ValueError(f"{units.fmt(v, cls.dimension)} is not plausible (at most {units.fmt(cls.maximum, cls.dimension)})")
         return v
 
     def __str__(self) -> str:
@@ -62,34 +74,73 @@ class Quantity(_Strict):
 
 class Bytes(Quantity):
     dimension: ClassVar[str] = "bytes"
+    strict_minimum: ClassVar[bool] = True
+    maximum: ClassVar[float] = 1e18  # an exabyte: no single memory or tier holds more
 
 
 class Bandwidth(Quantity):
     dimension: ClassVar[str] = "bandwidth"
+    strict_minimum: ClassVar[bool] = True
+    maximum: ClassVar[float] = 1e16  # 10 PB/s: above any register file in existence
 
 
 class Seconds(Quantity):
     dimension: ClassVar[str] = "time"
+    maximum: ClassVar[float] = 1.0  # every latency and overhead in a spec is far under a second
 
 
 class FlopRate(Quantity):
     dimension: ClassVar[str] = "flop_rate"
-
-
-class Frequency(Quantity):
-    dimension: ClassVar[str] = "frequency"
+    strict_minimum: ClassVar[bool] = True
+    maximum: ClassVar[float] = 1e19  # 10 EFLOP/s per device
 
 
 class Rate(Quantity):
     dimension: ClassVar[str] = "rate"
+    strict_minimum: ClassVar[bool] = True
+    maximum: ClassVar[float] = 1e16
 
 
 class Count(Quantity):
     dimension: ClassVar[str] = "count"
+    minimum: ClassVar[float] = 1.0
+    maximum: ClassVar[float] = 1e7
 
 
 class Ratio(Quantity):
     dimension: ClassVar[str] = "ratio"
+    strict_minimum: ClassVar[bool] = True
+    maximum: ClassVar[float] = 1.0
+
+
+class Exponent(Quantity):
+    """A dimensionless exponent >= 1 (see ``DeviceSpec.overlap``)."""
+
+    dimension: ClassVar[str] = "count"
+    minimum: ClassVar[float] = 1.0
+    maximum: ClassVar[float] = 1e3
+
+
+class Switch(_Strict):
+    """A yes/no property of the hardware, with the source that says so."""
+
+    value: bool
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a mapping {{value: true|false, source: ...}}, got {data!r}")
+        if "source" not in data:
+            raise ValueError("missing 'source' (every hardware property must say where it came from)")
+        v = data.get("value")
+        if not isinstance(v, bool):
+            raise ValueError(f"value must be true or false, got {v!r}")
+        return data
+
+    def __bool__(self) -> bool:
+        return self.value
 
 
 class EfficiencyCurve(_Strict):
@@ -145,6 +196,10 @@ class MemoryLevel(_Strict):
     bandwidth: Bandwidth
     latency: Seconds
     efficiency: EfficiencyCurve
+    #: whether data an op leaves in this level is still there for the next op. A GPU's
+    #: L1 is private to one SM and the next kernel's blocks land elsewhere (false); a
+    #: CPU core's L1/L2 serve the same thread's next op (true). Main memory: true.
+    persistent: Switch
 
 
 class ComputeUnit(_Strict):
@@ -174,6 +229,28 @@ class AtomicSpec(_Strict):
     same_address_rate: Rate
 
 
+class TileSpec(_Strict):
+    """How matrix kernels cut a GEMM into per-compute-unit output tiles.
+
+    A library picks, per shape, the tile of ``shapes`` that finishes soonest: bigger
+    tiles reuse each operand byte more, smaller ones quantise less (fewer idle units in
+    the last wave, less padding of a skinny M). With ``split_k`` a GEMM with fewer tiles
+    than compute units splits its K dimension so every unit works (no partial wave).
+    """
+
+    shapes: list[tuple[int, int]] = Field(min_length=1)
+    split_k: bool = True
+    source: str = Field(min_length=1)
+
+    @field_validator("shapes")
+    @classmethod
+    def _positive(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for m, n in v:
+            if m < 1 or n < 1 or m > 4096 or n > 4096:
+                raise ValueError(f"tile {m}x{n}: each side must be 1..4096")
+        return v
+
+
 class DeviceSpec(_Strict):
     name: str
     kind: Literal["gpu", "cpu"]
@@ -184,11 +261,30 @@ class DeviceSpec(_Strict):
     vector: dict[str, ComputeUnit]
     #: nearest first; the last level is the device's main memory
     memory: list[MemoryLevel] = Field(min_length=1)
+    #: device-side time of one kernel beyond its work (launch into the SMs, tail, drain);
+    #: paid in eager and graph mode alike (graph replay removes host costs only)
     kernel_latency: Seconds
     atomics: AtomicSpec
-    #: output tile a matrix kernel assigns to one compute unit (wave quantisation)
-    tile_m: int = 128
-    tile_n: int = 128
+    #: output tiles of matrix kernels (wave quantisation, padding, operand reuse)
+    tiles: TileSpec
+    #: the memory level that feeds matrix tiles their operands (GPU: L2; CPU: a core's
+    #: L2); a tile's operand panels stream from it at its bandwidth. None: no such bound.
+    operand_level: str | None = None
+    #: how compute and memory streams of one op overlap: its body time is the p-norm
+    #: ``(compute^p + memory^p)^(1/p)``; large p is perfect overlap (the max), 1 none
+    overlap: Exponent
+    #: the thread that dispatches an op is the one that runs it (a CPU device under
+    #: eager PyTorch): op i+1 is dispatched only after op i has finished
+    serial_dispatch: Switch
+
+    @model_validator(mode="after")
+    def _levels(self) -> DeviceSpec:
+        names = [lv.name for lv in self.memory]
+        if len(set(names)) != len(names):
+            raise ValueError(f"memory level names repeat: {names}")
+        if self.operand_level is not None and self.operand_level not in names:
+            raise ValueError(f"operand_level {self.operand_level!r} is not one of the memory levels {names}")
+        return self
 
     @field_validator("matrix", "vector")
     @classmethod
@@ -208,7 +304,8 @@ class DeviceSpec(_Strict):
         for lv in self.memory:
             if lv.name == name:
                 return lv
-        raise KeyError(name)
+        raise KeyError(f"device {self.name!r} has no memory level {name!r}; it has: "
+                       f"{', '.join(lv.name for lv in self.memory)}")
 
 
 class HostSpec(_Strict):
@@ -233,22 +330,43 @@ class HostSpec(_Strict):
 
 class LinkSpec(_Strict):
     name: str
-    kind: Literal["pcie", "nvlink", "nvlink-c2c", "cxl", "ddr", "internal"]
+    kind: Literal["pcie", "nvlink", "nvlink-c2c", "cxl", "ddr", "internal", "network"]
     #: per direction; reads and writes travel in opposite directions
     bandwidth: Bandwidth
+    #: per transfer (bulk DMA setup) or per round trip (cache-line loads); per algorithm
+    #: step for collectives
     latency: Seconds
     #: bulk: DMA of whole tensors; cacheline: loads of ``granularity`` bytes on demand
     access: Literal["bulk", "cacheline"] = "bulk"
     granularity: Bytes | None = None
-    efficiency: Ratio
+    #: fraction of ``bandwidth`` a transfer sustains, by transfer (or message) bytes
+    efficiency: EfficiencyCurve
+    #: cache-line links: lines a device keeps in flight (request credits); Little's law
+    #: caps the link at ``outstanding_lines x granularity / latency``
+    outstanding_lines: Count | None = None
+
+    @model_validator(mode="after")
+    def _cacheline(self) -> LinkSpec:
+        if self.access == "cacheline" and (self.granularity is None or self.outstanding_lines is None):
+            raise ValueError(f"link {self.name!r} with access cacheline needs 'granularity' and 'outstanding_lines'")
+        return self
 
 
 class PimSpec(_Strict):
-    """Compute inside the memory banks (bank-level parallelism)."""
+    """Compute inside the memory banks (bank-level parallelism).
+
+    A GEMV on PIM streams every weight row through the bank units once per input
+    vector: ``rows`` vectors cost ``rows`` passes, so PIM wins at batch 1 and loses its
+    edge as batch grows. Each call pays ``mode_switch`` to move the banks from normal
+    to PIM mode and back (host <-> PIM).
+    """
 
     internal_bandwidth: Bandwidth
     peak: FlopRate
     mode_switch: Seconds
+    #: GEMV-like ops with at most this many input rows (batch x tokens) run on the banks;
+    #: larger ones are GEMMs better served by the host or GPU
+    max_rows: Count
     dtypes: list[str] = ["fp16", "bf16"]
 
 
@@ -276,7 +394,7 @@ class SystemSpec(_Strict):
     description: str = ""
     host: HostSpec
     device: DeviceSpec
-    num_devices: int = Field(1, ge=1)
+    num_devices: int = Field(1, ge=1, le=1_000_000)
     #: device-to-device fabric used for tensor-parallel collectives
     interconnect: LinkSpec | None = None
     tiers: list[TierSpec] = []

@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hw_models import physics
-
-from .engine import WRITEBACK, Plan, Timeline, build_plan, run_simpy
+from .engine import LAUNCH_MODES, WRITEBACK, Plan, Timeline, build_plan, run_simpy
 from .fastpath import run_fast
+from .params import compute_unit, unit_label
 from .result import SimResult, category, resource_category
 
 __all__ = ["simulate", "SimResult", "SimulationError"]
@@ -42,15 +41,19 @@ def simulate(
     placement=None,
     engine: str = "auto",
     cost_fn: Callable | None = None,
+    params=None,
 ) -> SimResult:
     """Simulate one step of ``graph`` on ``system`` (a ``SystemSpec`` or catalog id / path).
 
-    ``launch``: ``eager`` (host dispatch per kernel) or ``graph`` (one replayed graph).
+    ``launch``: ``eager`` (host dispatch per kernel), ``graph`` (one replayed graph),
+    ``loop`` (bare ops in a tight loop, as a benchmark calls them) or ``device`` (the
+    kernels alone, as a profiler's kernel view sums them).
     ``tp``: tensor-parallel degree; the graph is sharded Megatron-style
     (``workloads.tensor_parallel``) and one representative device is simulated.
     ``placement``: a ``simulator.placement.Placement`` (default: everything on the device).
     ``engine``: ``simpy``, ``fast`` (single-stream chains only) or ``auto`` (fast when exact).
     ``cost_fn(graph, system, placement) -> list[OpCost]`` replaces the cost model (tests).
+    ``params``: a ``simulator.params.Params`` to price with (default: the spec's numbers).
     """
     from hw_models.catalog import load
 
@@ -58,8 +61,8 @@ def simulate(
 
     if engine not in ENGINES:
         raise SimulationError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if launch not in ("eager", "graph"):
-        raise SimulationError(f"launch must be 'eager' or 'graph', got {launch!r}")
+    if launch not in LAUNCH_MODES:
+        raise SimulationError(f"launch must be one of {', '.join(LAUNCH_MODES)}, got {launch!r}")
     system = load(system)
     placement = placement if placement is not None else Placement()
     if hasattr(placement, "validate"):
@@ -74,13 +77,17 @@ def simulate(
 
         with gc_paused():
             graph = shard(graph, tp)
+    from .params import Params
+
+    params = params or Params(system)
     if cost_fn is None:
         from .costmodel import graph_costs
 
-        cost_fn = graph_costs
+        def cost_fn(g, s, p):
+            return graph_costs(g, s, p, params=params)
     with gc_paused():
         costs = cost_fn(graph, system, placement)
-        plan = build_plan(graph, system, costs, launch, placement)
+        plan = build_plan(graph, system, costs, launch, placement, params)
         if engine == "fast" and not plan.chain:
             raise SimulationError("engine 'fast' needs a single-stream chain without prefetch; use 'simpy' or 'auto'")
         used = "fast" if engine == "fast" or (engine == "auto" and plan.chain) else "simpy"
@@ -153,8 +160,8 @@ def floors(graph, system, placement) -> tuple[float, float]:
             p = peak_of.get(dt)
             if p is None:
                 known = dt in system.device.vector or dt in system.device.matrix
-                unit, _ = physics.compute_unit(system.device, dt if known else op.dtype, True)
-                p = peak_of[dt] = unit.peak.value
+                label = unit_label(system.device, dt if known else op.dtype, True)
+                p = peak_of[dt] = compute_unit(system.device, label).peak.value
             comp += f / p
     return mem, comp
 

@@ -1,74 +1,79 @@
 """Per-op cost: how long one op takes alone on one device, and what bounds it.
 
-``op_cost`` turns an ``Op`` into an ``OpCost``: compute seconds, byte demands on named
-resources (memory levels, tier memories, link directions, PIM banks, the device fabric),
-fixed latency, atomic and PIM terms. The uncontended duration is
+One model, in two steps, so that ``simulate`` and the calibration fit run the same code:
 
-    time_s = fixed_s + max(compute_s, max_d(bytes_d / bandwidth_d), atomic_s, pim_s)
+1. ``op_terms`` reads an ``Op`` against a system's *structure* (which memory level or
+   tier its bytes come from, its tile alternatives, its collective) and lists its
+   cost terms, each naming the parameter (``simulator.params``) it is priced with.
+   Nothing here depends on a rate that calibration fits.
+2. ``evaluate`` prices a ``TermTable`` of many ops at once with a ``Params``: numbers
+   from a spec for ``simulate``, a candidate parameter vector for the fit.
 
-and ``bound`` names the largest term. The engine shares each resource's bandwidth among
-concurrent ops using ``Demand.bandwidth`` (the effective rate this op would get alone).
-``roofline_s`` is the pure roofline bound: FLOPs / peak and bytes / peak bandwidth at each
-resource, with no efficiency, quantisation or latency, so it never exceeds ``time_s``.
+The uncontended duration of an op is
+
+    time_s = fixed_s + max(overlap_p(compute_s, memory_s), atomic_s, pim_s)
+
+with ``memory_s`` the slowest of its byte demands and ``overlap_p`` the p-norm of the
+device's ``overlap`` exponent (``physics.overlap``); ``bound`` names the largest term.
+The engine shares each resource's bandwidth among concurrent ops using
+``Demand.bandwidth`` (the rate this op gets alone). ``roofline_s`` is the pure roofline
+bound: FLOPs / peak and bytes / peak bandwidth at each resource, no efficiency,
+quantisation or latency, so it never exceeds ``time_s``.
 
 Where an op's bytes come from (the rules, in order):
 
 * weights and KV cache come from the tier ``Placement`` puts them in. On the device that
-  is main memory (HBM/DRAM) unless the tensor is cache-resident (see below). In a far
-  tier the bytes load ``"{tier}.mem"`` and cross ``"{tier}.link.h2d"`` (reads) or
-  ``"{tier}.link.d2h"`` (writes); the op is bound by the slower, plus the link latency.
-  With ``prefetch`` a copy stream has already brought them to device memory (not
-  from PIM tiers, whose weights are computed on in place).
+  is main memory unless the tensor is cache-resident (below). In a far tier the bytes
+  load ``"{tier}.mem"`` and cross ``"{tier}.link.h2d"`` (reads) or ``"{tier}.link.d2h"``
+  (writes); the op is bound by the slower, plus the link latency. With ``prefetch`` a
+  copy stream has already staged them in device memory (not from PIM tiers, whose
+  weights are computed on in place).
 * activations (and outputs) on the device follow ``serving_level``: the op's cache
-  working set (its activation bytes plus any resident inputs, wherever placed) must fit
-  in a cache level and the tensor must be fresh (written recently enough that the bytes
-  moved since have not evicted it, judged against the largest cache level); then the
-  nearest cache level holding the working set serves it, else main memory. Levels
-  private to one compute unit on a GPU (L1) do not keep data between kernels and are
-  skipped (``PERSISTENT_CACHE_FROM``). Writes that land in a cache are not charged a
-  later write-back to main memory.
+  working set must fit in a cache level that keeps data between kernels (the level's
+  ``persistent`` switch) and the tensor must be fresh; then the nearest such level
+  holding the working set serves it, else main memory. Writes that land in a cache are
+  not charged a later write-back.
 * ``op_cost`` alone treats the op as its own replayed graph (a benchmark loop): inputs
-  are warm iff the op's working set fits in a cache (``resident=frozenset()`` asks for a
-  cold run). ``graph_costs`` tracks freshness along the program order with a
-  stack-distance rule (``residency``).
+  are warm iff its working set fits in a cache (``resident=frozenset()`` asks for a
+  cold run). ``graph_costs`` tracks freshness along program order (``residency``).
 
-Kinds: matrix kinds (``MATRIX_KINDS``) use ``matrix[dtype]`` with tile/wave quantisation
-when the op carries ``m``/``n``; the rest use ``vector[dtype]`` (fallback rule in
-``physics.compute_unit``), at the unit's per-kind efficiency curve when it lists one
-(``ComputeUnit.kind_efficiency``). Causal attention computes only its visible triangle
-(``causal_fraction``). Views cost nothing. Scatter adds the atomic term. GEMV-like
-ops whose weights sit in a PIM tier run there. Collectives run on the interconnect
-(ring, or a tree for small all-reduces when that is faster, as NCCL picks). Ops with
+Compute: matrix kinds (``MATRIX_KINDS``) with a GEMM shape run on ``matrix[dtype]``
+with the library's best tile (``physics.gemm_tiles``: waves, padding, operand
+streaming from ``device.operand_level``); the rest on ``vector[dtype]``, at the unit's
+per-kind curve where it lists one (``ComputeUnit.kind_efficiency``). Causal attention
+computes its visible triangle. Views cost nothing. Scatters add the atomic term.
+GEMV-like ops on PIM-resident weights run on the banks (one pass per input row).
+Collectives run on the interconnect with the fastest algorithm. Ops with
 ``unknown=True`` still get a time from their bytes, flagged.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import weakref
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from hw_models import physics
 from hw_models.spec import DTYPES, SystemSpec
 from workloads.op import Op
 
+from .params import ParamError, Params, compute_unit, unit_label
 from .placement import DEVICE, Placement
 
 #: kinds that run on the matrix engines (tensor cores, AMX); flash attention and
 #: expert GEMMs are matrix work too
 MATRIX_KINDS = frozenset({"matmul", "gemv", "conv", "attention", "moe"})
 
-#: a matmul with at most this many rows is GEMV-like (decode at small batch) and may run on PIM
-PIM_GEMV_MAX_M = 8
-
-#: index of the first memory level that keeps data between kernels, per device kind: a
-#: GPU's L1 is private to one SM and not reused across launches; a CPU core's L1/L2 are,
-#: because an op's threads see the same partition as the op before
-PERSISTENT_CACHE_FROM = {"gpu": 1, "cpu": 0}
+#: decode attention has at most this many query rows: a GEMV over the cache, with its
+#: own efficiency key (``attention.decode``), unlike prefill's square tiles
+DECODE_QUERY_ROWS = 16
 
 _ACT_ROLES = ("activation", "output")
+
+#: element size by dtype label, for operand traffic of matrix tiles
+ELEM_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 
 
 @dataclass(slots=True)
@@ -118,49 +123,16 @@ class OpCost:
         return None
 
 
-# -- per-system constants ---------------------------------------------------------------
-
-
-class _Derived:
-    """Numbers derived from a system for one device, computed once per ``graph_costs`` call."""
-
-    __slots__ = ("system", "device", "d", "levels", "curves", "main", "cache_levels", "llc", "tiers", "units",
-                 "kernel_latency", "cu")
-
-    def __init__(self, system: SystemSpec, d: int) -> None:
-        dev = system.device
-        self.system = system
-        self.device = dev
-        self.d = d
-        # (resource, label, bandwidth, curve, capacity)
-        self.levels = [(f"dev{d}.{lv.name}", f"memory:{lv.name}", lv.bandwidth.value, lv.efficiency,
-                        lv.capacity.value) for lv in dev.memory]
-        self.curves = {lv[0]: lv[3] for lv in self.levels}
-        self.main = len(dev.memory) - 1
-        self.cache_levels = cache_levels(system.device)
-        self.llc = max((c for _, c in self.cache_levels), default=0.0)
-        self.tiers = {t.name: t for t in system.tiers}
-        self.units: dict[tuple[str, bool], tuple] = {}
-        self.kernel_latency = dev.kernel_latency.value
-        self.cu = int(dev.compute_units.value)
-
-    def unit(self, dtype: str, matrix: bool):
-        key = (dtype, matrix)
-        u = self.units.get(key)
-        if u is None:
-            u = self.units[key] = physics.compute_unit(self.device, dtype, matrix)
-        return u
+# -- cache rules --------------------------------------------------------------------------
 
 
 def cache_levels(device) -> list[tuple[int, float]]:
     """(index, capacity) of the device's cache levels that keep data between ops, nearest first.
 
     Hierarchy order, not capacity order: on a server CPU the per-core L2s together can
-    hold more than the shared L3 (Sapphire Rapids: 112 MB of L2, 105 MB of L3), and a
-    working set that fits them is served by L2.
+    hold more than the shared L3, and a working set that fits them is served by L2.
     """
-    start = PERSISTENT_CACHE_FROM.get(device.kind, 0)
-    return [(i, device.memory[i].capacity.value) for i in range(start, len(device.memory) - 1)]
+    return [(i, lv.capacity.value) for i, lv in enumerate(device.memory[:-1]) if lv.persistent.value]
 
 
 def serving_level(levels: list[tuple[int, float]], main: int, working_set: float, fresh: bool) -> int:
@@ -169,16 +141,12 @@ def serving_level(levels: list[tuple[int, float]], main: int, working_set: float
     A fresh tensor (just produced, not yet evicted) in an op whose cache working set
     fits in the cache is served by the nearest persistent cache level that holds the
     whole working set; everything else comes from main memory (``main``).
-    ``levels`` is ``cache_levels(device)``.
     """
     if fresh:
         for i, cap in levels:
             if working_set <= cap:
                 return i
     return main
-
-
-# -- freshness along a graph --------------------------------------------------------------
 
 
 def residency(ops: Iterable[Op], llc_bytes: float) -> dict[int, frozenset[str]]:
@@ -197,7 +165,6 @@ def residency(ops: Iterable[Op], llc_bytes: float) -> dict[int, frozenset[str]]:
         if op.kind != "view":
             total[op.device] = total.get(op.device, 0.0) + op.bytes
     cum: dict[int, float] = {}
-    # (device, tensor) -> (traffic counter when written, bytes written)
     written: dict[tuple[int, str], tuple[float, float]] = {}
     out: dict[int, frozenset[str]] = {}
     for op in ops:
@@ -226,45 +193,27 @@ def residency(ops: Iterable[Op], llc_bytes: float) -> dict[int, frozenset[str]]:
     return out
 
 
-# -- the cost of one op -------------------------------------------------------------------
+# -- op facts the terms read --------------------------------------------------------------
 
 
-def _flop_items(op: Op):
-    for k, f in op.flops.items():
-        if f > 0:
-            yield (k if k in DTYPES else op.dtype), float(f)
+def kind_keys(op: Op) -> tuple[str, ...]:
+    """Efficiency keys of an op, most specific first: ``("elementwise.gelu", "elementwise")``.
 
-
-_COLL_RE = re.compile(r"(all_?reduce|all_?gather|reduce_?scatter|all_?to_?all|broadcast)", re.I)
-
-
-def _collective_spec(op: Op) -> tuple[str | None, int]:
-    a = op.attrs
-    kind = a.get("collective") or a.get("op")
-    if not kind:
-        m = _COLL_RE.search(op.name)
-        kind = m.group(1) if m else None
-    n = int(a.get("n") or a.get("world_size") or a.get("ranks") or a.get("tp") or 1)
-    return kind, n
-
-
-def _is_pim_op(op: Op, dv: _Derived, pl: Placement) -> str | None:
-    """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind == "gemv":
-        pass
-    elif op.kind == "matmul":
-        m = op.attrs.get("m")
-        if m is None or m > PIM_GEMV_MAX_M:
-            return None
-    else:
-        return None
-    where = pl.tier_of("weight")
-    t = dv.tiers.get(where)
-    if t is None or t.kind != "pim" or t.pim is None or op.dtype not in t.pim.dtypes:
-        return None
-    if not any(a.role == "weight" for a in op.reads):
-        return None
-    return where
+    The op name's aten base (``aten.gelu.default`` -> ``gelu``, in-place ``_`` dropped)
+    refines its kind; attention adds its phase (``attention.decode`` for a few query
+    rows against a cache, ``attention.prefill`` otherwise), since a GEMV over the cache
+    and square tiles of prefill run at different rates at equal FLOPs.
+    """
+    kind = op.kind
+    if kind == "attention" and op.attrs.get("sq"):
+        phase = "decode" if int(op.attrs["sq"]) <= DECODE_QUERY_ROWS else "prefill"
+        return (f"attention.{phase}", "attention")
+    base = op.name.split("::")[-1]
+    parts = base.split(".")
+    if len(parts) > 1 and parts[0] in ("aten", "prims", "torch"):
+        parts = parts[1:]
+    name = parts[0].strip("_") if parts and parts[0] else ""
+    return (f"{kind}.{name}", kind) if name else (kind,)
 
 
 def causal_fraction(op: Op) -> float:
@@ -284,155 +233,255 @@ def causal_fraction(op: Op) -> float:
     return (sq + 1) / (2.0 * sq)
 
 
-def _cost(op: Op, dv: _Derived, pl: Placement, resident: Collection[str] | None) -> OpCost:
-    c = OpCost(op_id=op.id, launches=op.launches, unknown=bool(op.unknown or op.kind == "unknown"))
-    if op.kind == "view":
-        c.launches = 0  # a view launches no kernel, whatever the tracer wrote
-        return c
-    c.flops = op.total_flops
-    c.bytes = float(op.bytes)
-    fixed = op.launches * dv.kernel_latency
-    roof = 0.0
-    # resource -> [bytes, effective bandwidth or None (device level: from curve), label, peak bw]
-    dem: dict[str, list] = {}
+def _flop_items(op: Op):
+    for k, f in op.flops.items():
+        if f > 0:
+            yield (k if k in DTYPES else op.dtype), float(f)
 
-    def add(resource: str, nbytes: float, bw: float | None, label: str, peak: float, roof_bytes: float) -> None:
-        e = dem.get(resource)
+
+def _collective_spec(op: Op) -> tuple[str | None, int]:
+    a = op.attrs
+    kind = a.get("collective")
+    if kind is None:
+        name = op.name.split("::")[-1]
+        kind = name or None
+    return kind, int(a.get("n") or 1)
+
+
+# -- terms --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class OpTerms:
+    """The parameter-free structure of one op's cost (see the module docstring)."""
+
+    launches: int = 0
+    #: (scalar key, count): count x scalar seconds
+    fixed: list[tuple[str, float]] = field(default_factory=list)
+    #: alternatives per compute group: [group][alt] = (rate key, size, work, operand key, operand bytes)
+    compute: list[list[tuple[str, float, float, str | None, float]]] = field(default_factory=list)
+    #: resource -> [rate key, size, bytes, label, peak]
+    demands: dict[str, list] = field(default_factory=dict)
+    #: (updates, updates per target)
+    atomic: tuple[float, float] | None = None
+    #: (tier, passes, bytes per pass, flops per pass)
+    pim: tuple[str, float, float, float] | None = None
+    #: (kind, ranks, message bytes, resource)
+    collective: tuple[str, int, float, str] | None = None
+    roofline_s: float = 0.0
+    unknown: bool = False
+    flops: float = 0.0
+    bytes: float = 0.0
+    unit: str = ""
+    #: the op's efficiency keys (``kind_keys``), for grouping compute curves
+    keys: tuple[str, ...] = ()
+
+    def demand(self, resource: str, key: str, nbytes: float, label: str, peak: float, size: float | None = None) -> None:
+        e = self.demands.get(resource)
         if e is None:
-            dem[resource] = [nbytes, bw, label, peak, roof_bytes]
+            self.demands[resource] = [key, size, nbytes, label, peak]
         else:
-            e[0] += nbytes
-            e[4] += roof_bytes
+            e[2] += nbytes
 
+
+class Structure:
+    """What ``op_terms`` needs of one device of a system, computed once: cache levels,
+    tier kinds, tile shapes, the compute keys a ``Params`` will price, peaks."""
+
+    __slots__ = ("system", "device", "d", "levels", "main", "cache", "llc", "tiers", "cu", "kind_curves",
+                 "peaks", "labels")
+
+    def __init__(self, system: SystemSpec, d: int = 0, kind_curves: dict[str, frozenset[str]] | None = None) -> None:
+        dev = system.device
+        self.system = system
+        self.device = dev
+        self.d = d
+        self.levels = [(f"dev{d}.{lv.name}", f"memory:{lv.name}", f"level:{lv.name}", lv.bandwidth.value)
+                       for lv in dev.memory]
+        self.main = len(dev.memory) - 1
+        self.cache = cache_levels(dev)
+        self.llc = max((c for _, c in self.cache), default=0.0)
+        self.tiers = {t.name: t for t in system.tiers}
+        self.cu = int(dev.compute_units.value)
+        #: unit label -> the kind keys with a curve of their own; the fit passes its groups
+        self.kind_curves = kind_curves if kind_curves is not None else {
+            f"{table}.{dt}": frozenset(u.kind_efficiency)
+            for table, units in (("matrix", dev.matrix), ("vector", dev.vector)) for dt, u in units.items()}
+        self.labels: dict[tuple[str, bool], str] = {}
+
+    def label(self, dtype: str, matrix: bool) -> str:
+        key = (dtype, matrix)
+        lab = self.labels.get(key)
+        if lab is None:
+            lab = self.labels[key] = unit_label(self.device, dtype, matrix)
+        return lab
+
+    def rate_key(self, label: str, keys: tuple[str, ...]) -> str:
+        have = self.kind_curves.get(label, frozenset())
+        for k in keys:
+            if k in have:
+                return f"unit:{label}@{k}"
+        return f"unit:{label}"
+
+    def tier(self, name: str):
+        t = self.tiers.get(name)
+        if t is None:
+            have = ", ".join(["hbm (device memory)", *self.tiers])
+            raise ParamError(f"system {self.system.id!r} has no tier {name!r}; it has: {have}")
+        return t
+
+
+def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
+    """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
+    if op.kind not in ("gemv", "matmul"):
+        return None
+    where = pl.tier_of("weight")
+    t = st.tiers.get(where)
+    if t is None or t.kind != "pim" or t.pim is None or op.dtype not in t.pim.dtypes:
+        return None
+    rows = int(op.attrs.get("m") or 1) * int(op.attrs.get("batch") or 1)
+    if op.kind == "matmul" and rows > t.pim.max_rows.value:
+        return None
+    if not any(a.role == "weight" for a in op.reads):
+        return None
+    return where
+
+
+def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | None) -> OpTerms:
+    """The cost terms of ``op`` on device ``st.d`` (see the module docstring)."""
+    t = OpTerms(launches=op.launches, unknown=bool(op.unknown or op.kind == "unknown"))
+    if op.kind == "view":
+        t.launches = 0  # a view launches no kernel, whatever the tracer wrote
+        return t
+    t.flops = op.total_flops
+    t.bytes = float(op.bytes)
+    if op.launches:
+        t.fixed.append(("kernel_latency", float(op.launches)))
     crossed: set[str] = set()
 
     def far(tier_name: str, nbytes: float, read: bool) -> None:
-        t = dv.tiers[tier_name]
-        add(f"{tier_name}.mem", nbytes, t.bandwidth.value, f"memory:{tier_name}", t.bandwidth.value, nbytes)
-        link = t.link
-        add(f"{tier_name}.link.{'h2d' if read else 'd2h'}", physics.link_wire_bytes(nbytes, link),
-            physics.link_bandwidth(link), f"link:{tier_name}", link.bandwidth.value, nbytes)
+        tier = st.tier(tier_name)
+        t.demand(f"{tier_name}.mem", f"tier:{tier_name}", nbytes, f"memory:{tier_name}", tier.bandwidth.value)
+        link = tier.link
+        line = link.granularity.value if link.granularity is not None else 0.0
+        wire = physics.link_wire_bytes(nbytes, link.access == "cacheline", line)
+        t.demand(f"{tier_name}.link.{'h2d' if read else 'd2h'}", f"link:{tier_name}", wire, f"link:{tier_name}",
+                 link.bandwidth.value)
         crossed.add(tier_name)
 
-    pim_tier = _is_pim_op(op, dv, pl)
+    pim_tier = _pim_tier(op, st, pl)
     kind = op.kind
-
     if kind == "transfer":
-        _transfer(op, dv, pl, add, far)
-    elif kind == "collective":
-        ckind, n = _collective_spec(op)
-        size = float(op.attrs.get("bytes") or op.bytes_read or op.bytes_written)
-        link = dv.system.interconnect
-        if link is None and dv.system.num_devices > 1 and dv.system.tiers:
-            link = dv.system.tiers[0].link  # no fabric: collectives bounce through the host link
-        try:
-            physics.collective_kind(ckind or "")
-        except physics.PhysicsError:
-            ckind = None
-        if ckind is None or link is None:
-            c.unknown = c.unknown or n > 1  # priced by its bytes alone, and flagged
-        else:
-            algo = physics.collective_algorithm(ckind, size, n, link)
-            traffic, steps = physics.collective_terms(ckind, n, algo)
-            if traffic > 0:
-                add(f"interconnect.{dv.d}", traffic * size, link.bandwidth.value * link.efficiency.value,
-                    "link:interconnect", link.bandwidth.value, traffic * size)
-                fixed += steps * link.latency.value
-
-    if kind != "transfer":
+        _transfer(op, st, pl, t, far)
+    else:
+        if kind == "collective":
+            _collective(op, st, t)
         # route every access; device-side cache candidates are settled after the working set is known
         cand: list[tuple[float, bool | None]] = []
         ws = 0.0
         for a in op.reads:
-            ws += _route(a, True, op, dv, pl, pim_tier, resident, cand, far, add)
+            ws += _route(a, True, st, pl, pim_tier, resident, cand, far, t)
         for a in op.writes:
-            ws += _route(a, False, op, dv, pl, pim_tier, resident, cand, far, add)
-        main_bytes = sum(b for b, f in cand if f is None)
+            ws += _route(a, False, st, pl, pim_tier, resident, cand, far, t)
+        main_bytes = 0.0
         for b, fresh in cand:
             if fresh is None:
+                main_bytes += b
                 continue
-            i = serving_level(dv.cache_levels, dv.main, ws, fresh)
-            res, label, bw, _curve, _cap = dv.levels[i]
-            add(res, b, None, label, bw, b)
+            res, label, key, peak = st.levels[serving_level(st.cache, st.main, ws, fresh)]
+            t.demand(res, key, b, label, peak)
         if main_bytes:
-            res, label, bw, _curve, _cap = dv.levels[dv.main]
-            add(res, main_bytes, None, label, bw, main_bytes)
+            res, label, key, peak = st.levels[st.main]
+            t.demand(res, key, main_bytes, label, peak)
 
-    # compute
+    roof = 0.0
     if pim_tier is not None:
-        pim = dv.tiers[pim_tier].pim
+        pim = st.tiers[pim_tier].pim
         wbytes = float(sum(a.bytes for a in op.reads if a.role == "weight"))
-        c.pim_s = physics.pim_time(c.flops, wbytes, pim)
-        roof = max(roof, c.flops / pim.peak.value)
-        c.unit = "pim"
+        rows = max(int(op.attrs.get("m") or 1) * int(op.attrs.get("batch") or 1), 1)
+        t.pim = (pim_tier, float(rows), wbytes, t.flops / rows)
+        roof = t.flops / pim.peak.value
+        t.unit = "pim"
         # the activations travel to the PIM units and the result comes back
         act_in = float(sum(a.bytes for a in op.reads if a.role != "weight"))
-        link = dv.tiers[pim_tier].link
+        link = st.tiers[pim_tier].link
+        line = link.granularity.value if link.granularity is not None else 0.0
+        cl = link.access == "cacheline"
         if act_in:
-            add(f"{pim_tier}.link.d2h", physics.link_wire_bytes(act_in, link), physics.link_bandwidth(link),
-                f"link:{pim_tier}", link.bandwidth.value, act_in)
+            t.demand(f"{pim_tier}.link.d2h", f"link:{pim_tier}", physics.link_wire_bytes(act_in, cl, line),
+                     f"link:{pim_tier}", link.bandwidth.value)
         if op.bytes_written:
-            add(f"{pim_tier}.link.h2d", physics.link_wire_bytes(op.bytes_written, link),
-                physics.link_bandwidth(link), f"link:{pim_tier}", link.bandwidth.value, op.bytes_written)
+            t.demand(f"{pim_tier}.link.h2d", f"link:{pim_tier}", physics.link_wire_bytes(op.bytes_written, cl, line),
+                     f"link:{pim_tier}", link.bandwidth.value)
         crossed.add(pim_tier)
     elif kind not in ("transfer", "collective"):
-        matrix = kind in MATRIX_KINDS
-        a = op.attrs
-        m, n = (a.get("m"), a.get("n")) if matrix else (None, None)
-        batch = int(a.get("batch") or 1)
-        keys = physics.kind_keys(kind, op.name)
-        share = causal_fraction(op)
-        for dt, f in _flop_items(op):
-            unit, label = dv.unit(dt, matrix)
-            f *= share
-            c.compute_s += physics.compute_time(f, unit, m=m, n=n, batch=batch, compute_units=dv.cu,
-                                                tile_m=dv.device.tile_m, tile_n=dv.device.tile_n, kind=keys)
-            roof += f / unit.peak.value
-            c.unit = c.unit or label
+        roof = _compute_terms(op, st, t)
 
-    if kind == "scatter":
-        c.atomic_s = physics.atomic_time(op.updates, op.distinct_targets, dv.device.atomics)
-
-    for t in crossed:
-        fixed += physics.link_latency(dv.tiers[t].link)
-
-    # settle demands: device levels take their efficiency at the bytes they move
-    for res, (nbytes, bw, label, peak, roof_bytes) in dem.items():
-        if nbytes <= 0:
-            continue
-        if bw is None:
-            bw = peak * physics.efficiency(dv.curves[res], nbytes)
-        c.demands.append(Demand(res, nbytes, bw, label, peak))
-        roof = max(roof, roof_bytes / peak)
-
-    c.fixed_s = fixed
-    best, bound = c.compute_s, "compute"
-    for d in c.demands:
-        t = d.time_s
-        if t > best:
-            best, bound = t, d.bound
-    if c.atomic_s > best:
-        best, bound = c.atomic_s, "atomic"
-    if c.pim_s > best:
-        best, bound = c.pim_s, "pim"
-    if best <= 0 and fixed <= 0:
-        bound = "none"
-    elif fixed > best:
-        bound = "latency"
-    c.bound = bound
-    c.time_s = fixed + best
-    c.roofline_s = roof
-    return c
+    if kind == "scatter" and op.updates > 0:
+        t.atomic = (float(op.updates), physics.updates_per_target(op.updates, op.distinct_targets))
+    for name in sorted(crossed):
+        t.fixed.append((f"latency:link:{name}", 1.0))
+    for key_res in t.demands.values():
+        nbytes, peak = key_res[2], key_res[4]
+        if key_res[1] is None:
+            key_res[1] = nbytes  # curves are read at the bytes the demand moves
+        if nbytes > 0 and peak > 0:
+            roof = max(roof, nbytes / peak)
+    t.roofline_s = roof
+    return t
 
 
-def _route(a, read: bool, op: Op, dv: _Derived, pl: Placement, pim_tier, resident, cand, far, add) -> float:
+def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
+    """Add the compute groups of an op; returns its compute roofline seconds."""
+    matrix = op.kind in MATRIX_KINDS
+    a = op.attrs
+    m, n, k = a.get("m"), a.get("n"), a.get("k")
+    gemm = matrix and m and n and k
+    keys = t.keys = kind_keys(op)
+    share = causal_fraction(op)
+    dev = st.device
+    roof = 0.0
+    operand = f"level:{dev.operand_level}" if dev.operand_level else None
+    for dt, f in _flop_items(op):
+        label = st.label(dt, matrix)
+        key = st.rate_key(label, keys)
+        f *= share
+        roof += f / compute_unit(dev, label).peak.value
+        t.unit = t.unit or label
+        if gemm:
+            alts = [(key, f, work, operand, ob) for work, ob in physics.gemm_tiles(
+                int(m), int(n), int(k), int(a.get("batch") or 1), st.cu, dev.tiles.shapes, dev.tiles.split_k,
+                ELEM_BYTES.get(dt, 2))]
+            # padding never makes a GEMM cheaper than its useful FLOPs, whatever the tile
+            t.compute.append([(k_, s, max(w, f), o, ob) for k_, s, w, o, ob in alts])
+        else:
+            t.compute.append([(key, f, f, None, 0.0)])
+    return roof
+
+
+def _collective(op: Op, st: Structure, t: OpTerms) -> None:
+    ckind, n = _collective_spec(op)
+    size = float(op.attrs.get("bytes") or op.bytes_read or op.bytes_written)
+    if n <= 1:
+        return
+    try:
+        ckind = physics.collective_kind(ckind or "")
+    except physics.PhysicsError:
+        t.unknown = True  # priced by its bytes alone, and flagged
+        return
+    if st.system.interconnect is None:
+        raise ParamError(f"system {st.system.id!r} has no interconnect for a {n}-way {ckind}; "
+                         "add one to its spec (bandwidth, latency, efficiency with sources)")
+    t.collective = (ckind, n, size, f"interconnect.{st.d}")
+
+
+def _route(a, read: bool, st: Structure, pl: Placement, pim_tier, resident, cand, far, t: OpTerms) -> float:
     """Send one access to a far tier, to PIM banks, or onto the device list ``cand``.
 
     ``cand`` gets (bytes, fresh) for device cache candidates and (bytes, None) for
     device main-memory traffic. Returns the bytes the access adds to the op's cache
     working set: activations, outputs and resident inputs count wherever they are
-    placed, so moving a tensor to a far tier never frees cache for the rest (a far
-    placement is then never faster than a device one).
+    placed, so moving a tensor to a far tier never frees cache for the rest.
     """
     role = a.role
     nbytes = float(a.bytes)
@@ -448,13 +497,11 @@ def _route(a, read: bool, op: Op, dv: _Derived, pl: Placement, pim_tier, residen
     ws = nbytes if cacheable else 0.0
     where = pl.tier_of(role)
     if read and role == "weight" and pim_tier is not None:
-        pim = dv.tiers[pim_tier].pim
-        add(f"pim.{pim_tier}", nbytes, pim.internal_bandwidth.value, "pim", pim.internal_bandwidth.value, nbytes)
+        pim = st.tiers[pim_tier].pim
+        t.demand(f"pim.{pim_tier}", f"pim:{pim_tier}.internal", nbytes, "pim", pim.internal_bandwidth.value)
         return ws
-    if where != DEVICE and pl.prefetch and role in ("weight", "kv_cache") and dv.tiers[where].kind != "pim":
-        # a copy stream staged it in device memory (the engine prices the copy); PIM
-        # memory is computed on in place, never staged
-        where = DEVICE
+    if where != DEVICE and pl.prefetch and role in ("weight", "kv_cache") and st.tier(where).kind != "pim":
+        where = DEVICE  # a copy stream staged it in device memory (the engine prices the copy)
     if where != DEVICE:
         far(where, nbytes, read)
     else:
@@ -462,34 +509,203 @@ def _route(a, read: bool, op: Op, dv: _Derived, pl: Placement, pim_tier, residen
     return ws
 
 
-def _transfer(op: Op, dv: _Derived, pl: Placement, add, far) -> None:
-    """A copy between a far tier and device memory: tier memory, one link direction, device main memory."""
+def _transfer(op: Op, st: Structure, pl: Placement, t: OpTerms, far) -> None:
+    """A copy between a far tier and device memory: tier memory, one link direction, device
+    main memory. The tier is named by ``attrs`` (``tier`` or ``src``/``dst``) or is where the
+    placement puts weights / KV / activations; with neither it is a device-local copy."""
     a = op.attrs
     size = float(a.get("bytes") or max(op.bytes_read, op.bytes_written))
     src, dst = a.get("src"), a.get("dst")
     tier, direction = a.get("tier"), a.get("direction")
+    main_names = (DEVICE, st.device.main_memory.name)
     if tier is None and (src or dst):
-        if src and src not in (DEVICE, dv.device.main_memory.name):
+        if src and src not in main_names:
             tier, direction = src, "h2d"
-        elif dst and dst not in (DEVICE, dv.device.main_memory.name):
+        elif dst and dst not in main_names:
             tier, direction = dst, "d2h"
     if tier is None:
-        far_roles = [pl.tier_of(r) for r in ("weight", "kv_cache", "activation")]
-        tier = next((t for t in far_roles if t != DEVICE), None) or (dv.system.tiers[0].name if dv.system.tiers else None)
-    res, label, bw, _curve, _cap = dv.levels[dv.main]
-    if tier is None or tier not in dv.tiers:
-        # no tier to cross: a device-local copy reads and writes main memory
-        add(res, 2 * size, None, label, bw, 2 * size)
+        tier = next((w for w in (pl.tier_of(r) for r in ("weight", "kv_cache", "activation")) if w != DEVICE), None)
+    res, label, key, peak = st.levels[st.main]
+    if tier is None:
+        t.demand(res, key, 2 * size, label, peak)  # no tier to cross: read and write main memory
         return
     far(tier, size, (direction or "h2d") == "h2d")
-    add(res, size, None, label, bw, size)
+    t.demand(res, key, size, label, peak)
 
 
-# -- public API ---------------------------------------------------------------------------
+# -- evaluation ----------------------------------------------------------------------------
+
+
+class TermTable:
+    """Many ops' terms as flat arrays, grouped by parameter key, for ``evaluate``."""
+
+    def __init__(self, terms: list[OpTerms]) -> None:
+        self.terms = terms
+        self.n = len(terms)
+        fo, fk, fc = [], [], []
+        co, cg, ck, cs, cw, cok, cob = [], [], [], [], [], [], []
+        do, dr, dk, ds, db = [], [], [], [], []
+        g = 0
+        for i, t in enumerate(terms):
+            for key, count in t.fixed:
+                fo.append(i)
+                fk.append(key)
+                fc.append(count)
+            for alts in t.compute:
+                for key, size, work, okey, ob in alts:
+                    co.append(i)
+                    cg.append(g)
+                    ck.append(key)
+                    cs.append(size)
+                    cw.append(work)
+                    cok.append(okey)
+                    cob.append(ob)
+                g += 1
+            for res, (key, size, nbytes, _label, _peak) in t.demands.items():
+                if nbytes > 0:
+                    do.append(i)
+                    dr.append(res)
+                    dk.append(key)
+                    ds.append(size)
+                    db.append(nbytes)
+        self.fixed = (np.array(fo, dtype=np.int64), _group(fk), np.array(fc, dtype=float))
+        self.n_groups = g
+        self.comp = (np.array(co, dtype=np.int64), np.array(cg, dtype=np.int64), _group(ck),
+                     np.array(cs, dtype=float), np.array(cw, dtype=float), _group(cok), np.array(cob, dtype=float))
+        self.dem = (np.array(do, dtype=np.int64), dr, _group(dk), np.array(ds, dtype=float), np.array(db, dtype=float))
+        self.atomic = [(i, t.atomic) for i, t in enumerate(terms) if t.atomic is not None]
+        self.pim = [(i, t.pim) for i, t in enumerate(terms) if t.pim is not None]
+        self.coll = [(i, t.collective) for i, t in enumerate(terms) if t.collective is not None]
+
+
+def _group(keys: list) -> dict:
+    """key -> index array of the entries carrying it (None keys skipped)."""
+    out: dict = {}
+    for j, k in enumerate(keys):
+        if k is not None:
+            out.setdefault(k, []).append(j)
+    return {k: np.array(v, dtype=np.int64) for k, v in out.items()}
+
+
+@dataclass
+class Evaluation:
+    """Per-op seconds of every term, and per-demand rates (``TermTable.dem`` order)."""
+
+    fixed: np.ndarray
+    compute: np.ndarray
+    memory: np.ndarray
+    atomic: np.ndarray
+    pim: np.ndarray
+    time: np.ndarray
+    dem_rate: np.ndarray
+    dem_time: np.ndarray
+    #: collectives: op index -> (resource, wire bytes, rate, algorithm)
+    coll: dict[int, tuple[str, float, float, str]]
+
+
+def _rates(groups: dict, sizes: np.ndarray, out: np.ndarray, params: Params) -> None:
+    for key, idx in groups.items():
+        out[idx] = params.rate(key, sizes[idx])
+
+
+def evaluate(table: TermTable, params: Params) -> Evaluation:
+    """Price every op of ``table`` with ``params`` (the formulas of the module docstring)."""
+    n = table.n
+    fixed = np.zeros(n)
+    fo, fk, fc = table.fixed
+    if len(fo):
+        sc = np.empty(len(fo))
+        for key, idx in fk.items():
+            sc[idx] = params.scalar(key)
+        np.add.at(fixed, fo, fc * sc)
+
+    compute = np.zeros(n)
+    co, cg, ck, cs, cw, cok, cob = table.comp
+    if len(co):
+        rate = np.empty(len(co))
+        _rates(ck, cs, rate, params)
+        alt = cw / rate
+        for key, idx in cok.items():
+            alt[idx] = np.maximum(alt[idx], cob[idx] / params.rate(key, cob[idx]))
+        best = np.full(table.n_groups, np.inf)
+        np.minimum.at(best, cg, alt)
+        gop = np.zeros(table.n_groups, dtype=np.int64)
+        gop[cg] = co
+        np.add.at(compute, gop, best)
+
+    memory = np.zeros(n)
+    do, dr, dk, ds, db = table.dem
+    dem_rate = np.empty(len(do))
+    _rates(dk, ds, dem_rate, params)
+    dem_time = db / dem_rate if len(do) else np.zeros(0)
+    if len(do):
+        np.maximum.at(memory, do, dem_time)
+
+    coll: dict[int, tuple[str, float, float, str]] = {}
+    for i, (kind, ranks, size, res) in table.coll:
+        rate = float(params.rate("link:interconnect", size))
+        lat = params.scalar("latency:link:interconnect")
+        secs, algo = physics.collective_time(kind, size, ranks, rate, lat, ("ring", "tree"))
+        traffic, steps = physics.collective_terms(kind, ranks, algo)
+        fixed[i] += steps * lat
+        coll[i] = (res, traffic * size, rate, algo)
+        if traffic * size > 0:
+            memory[i] = max(memory[i], traffic * size / rate)
+
+    atomic = np.zeros(n)
+    if table.atomic:
+        idx = np.array([i for i, _ in table.atomic])
+        upd = np.array([a[0] for _, a in table.atomic])
+        per = np.array([a[1] for _, a in table.atomic])
+        atomic[idx] = physics.atomic_time(upd, per, params.scalar("atomics.update_rate"),
+                                          params.scalar("atomics.same_address_rate"))
+    pim = np.zeros(n)
+    for i, (tier, passes, bpp, fpp) in table.pim:
+        pim[i] = physics.pim_time(passes, bpp, fpp, params.scalar(f"pim:{tier}.internal"),
+                                  params.scalar(f"pim:{tier}.peak"), params.scalar(f"pim:{tier}.mode_switch"))
+    body = np.maximum(np.maximum(physics.overlap(compute, memory, params.scalar("overlap")), atomic), pim)
+    return Evaluation(fixed, compute, memory, atomic, pim, fixed + body, dem_rate, dem_time, coll)
+
+
+def costs_of(table: TermTable, ev: Evaluation, op_ids: list[int]) -> list[OpCost]:
+    """``OpCost`` objects from an evaluation (what the engine and reports read)."""
+    out = []
+    do, dr = table.dem[0], table.dem[1]
+    per_op: list[list[int]] = [[] for _ in range(table.n)]
+    for j, i in enumerate(do.tolist()):
+        per_op[i].append(j)
+    for i, (t, oid) in enumerate(zip(table.terms, op_ids, strict=True)):
+        dems = []
+        for j in per_op[i]:
+            res = dr[j]
+            _key, _size, nbytes, label, peak = t.demands[res]
+            dems.append(Demand(res, nbytes, float(ev.dem_rate[j]), label, peak))
+        c = ev.coll.get(i)
+        if c is not None and c[1] > 0:
+            dems.append(Demand(c[0], c[1], c[2], "link:interconnect", c[2]))
+        comp, fixed = float(ev.compute[i]), float(ev.fixed[i])
+        best, bound = comp, "compute"
+        for d in dems:
+            if d.time_s > best:
+                best, bound = d.time_s, d.bound
+        if ev.atomic[i] > best:
+            best, bound = float(ev.atomic[i]), "atomic"
+        if ev.pim[i] > best:
+            best, bound = float(ev.pim[i]), "pim"
+        if best <= 0 and fixed <= 0:
+            bound = "none"
+        elif fixed > best:
+            bound = "latency"
+        out.append(OpCost(oid, comp, dems, fixed, float(ev.atomic[i]), float(ev.pim[i]), float(ev.time[i]), bound,
+                          t.roofline_s, t.unknown, t.flops, t.bytes, t.launches, t.unit))
+    return out
+
+
+# -- public API -----------------------------------------------------------------------------
 
 
 def op_cost(op: Op, system: SystemSpec, placement: Placement | None = None, device_index: int = 0, *,
-            resident: Collection[str] | None = None) -> OpCost:
+            resident: Collection[str] | None = None, params: Params | None = None) -> OpCost:
     """Uncontended cost of ``op`` on device ``device_index`` of ``system``.
 
     ``resident``: ids of input tensors still in the last-level cache (``residency``
@@ -497,11 +713,12 @@ def op_cost(op: Op, system: SystemSpec, placement: Placement | None = None, devi
     benchmark loop runs it: inputs are warm iff the op's working set fits in the LLC.
     """
     pl = (placement or Placement()).validate(system)
-    return _cost(op, _Derived(system, device_index), pl, resident)
+    table = TermTable([op_terms(op, Structure(system, device_index), pl, resident)])
+    return costs_of(table, evaluate(table, params or Params(system)), [op.id])[0]
 
 
 def _signature(op: Op, res: frozenset[str]):
-    """Everything ``_cost`` reads from an op except its id: equal signatures, equal costs.
+    """Everything ``op_terms`` reads from an op except its id: equal signatures, equal costs.
 
     A 70B decode graph has ~3k ops but a few dozen distinct shapes (layers repeat), so
     ``graph_costs`` prices each shape once. Transfers and collectives read free-form attrs
@@ -511,7 +728,7 @@ def _signature(op: Op, res: frozenset[str]):
         return None
     a = op.attrs
     return (
-        op.kind, op.name, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("batch"),
+        op.kind, op.name, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("k"), a.get("batch"),
         a.get("causal"), a.get("sq"), a.get("skv"),
         op.launches, op.unknown, op.updates, op.distinct_targets, op.device,
         tuple((x.role, x.bytes, x.tensor in res) for x in op.reads),
@@ -519,7 +736,7 @@ def _signature(op: Op, res: frozenset[str]):
     )
 
 
-class _GraphPlan:
+class _ShapeGroups:
     """System-independent facts of one graph: its ops, and per LLC size the residency
     sets and shape groups. Cached per graph object, so planner sweeps over systems
     price only the distinct shapes."""
@@ -551,22 +768,41 @@ class _GraphPlan:
         return got
 
 
-_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _plan(graph) -> _GraphPlan:
+def _shape_groups(graph) -> _ShapeGroups:
     ops = graph.ops if hasattr(graph, "ops") else list(graph)
     try:
-        plan = _PLANS.get(graph)
+        sg = _SHAPES.get(graph)
     except TypeError:  # not weak-referenceable (a plain list of ops): no caching
-        return _GraphPlan(list(ops))
-    # the plan holds the op objects, so an op replaced in the graph cannot reuse an id
-    if plan is None or len(plan.ops) != len(ops) or any(a is not b for a, b in zip(plan.ops, ops, strict=True)):
-        plan = _PLANS[graph] = _GraphPlan(list(ops))
-    return plan
+        return _ShapeGroups(list(ops))
+    # the groups hold the op objects, so an op replaced in the graph cannot reuse an id
+    if sg is None or len(sg.ops) != len(ops) or any(a is not b for a, b in zip(sg.ops, ops, strict=True)):
+        sg = _SHAPES[graph] = _ShapeGroups(list(ops))
+    return sg
 
 
-def graph_costs(graph, system: SystemSpec, placement: Placement | None = None) -> list[OpCost]:
+def graph_terms(graph, system: SystemSpec, placement: Placement | None = None,
+                kind_curves: dict[str, frozenset[str]] | None = None) -> tuple[list[Op], list[int], TermTable]:
+    """(ops, shape group of each op, terms of each group's representative) of ``graph``,
+    with cache freshness tracked along program order. ``kind_curves`` overrides which
+    per-kind compute curves exist (the fit's groups); default: the spec's."""
+    pl = (placement or Placement()).validate(system)
+    sg = _shape_groups(graph)
+    structs = {0: Structure(system, 0, kind_curves)}
+    group_of, reps = sg.groups(structs[0].llc)
+    terms = []
+    for op, r in reps:
+        st = structs.get(op.device)
+        if st is None:
+            st = structs[op.device] = Structure(system, op.device, kind_curves)
+        terms.append(op_terms(op, st, pl, r))
+    return sg.ops, group_of, TermTable(terms)
+
+
+def graph_costs(graph, system: SystemSpec, placement: Placement | None = None,
+                params: Params | None = None) -> list[OpCost]:
     """``op_cost`` for every op of ``graph`` in program order, with cache freshness tracked along it.
 
     Ops with the same shape (layers repeat) are priced once and their ``OpCost`` objects
@@ -574,24 +810,11 @@ def graph_costs(graph, system: SystemSpec, placement: Placement | None = None) -
     priced: change a graph by building a new one (``graph.copy()``), not by editing ops
     in place.
     """
-    pl = (placement or Placement()).validate(system)
-    plan = _plan(graph)
-    derived: dict[int, _Derived] = {0: _Derived(system, 0)}
-    group_of, reps = plan.groups(derived[0].llc)
-    priced = []
-    for op, r in reps:
-        dv = derived.get(op.device)
-        if dv is None:
-            dv = derived[op.device] = _Derived(system, op.device)
-        priced.append(_cost(op, dv, pl, r))
-    return [_with_id(priced[gi], op.id) for op, gi in zip(plan.ops, group_of, strict=True)]
+    ops, group_of, table = graph_terms(graph, system, placement)
+    reps = costs_of(table, evaluate(table, params or Params(system)), [0] * table.n)
+    return [_with_id(reps[gi], op.id) for op, gi in zip(ops, group_of, strict=True)]
 
 
 def _with_id(c: OpCost, op_id: int) -> OpCost:
     return OpCost(op_id, c.compute_s, c.demands, c.fixed_s, c.atomic_s, c.pim_s, c.time_s, c.bound,
                   c.roofline_s, c.unknown, c.flops, c.bytes, c.launches, c.unit)
-
-
-def total_time(costs: Iterable[OpCost]) -> float:
-    """Sum of uncontended op times: the step time of one stream with no host overhead."""
-    return math.fsum(c.time_s for c in costs)

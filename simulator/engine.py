@@ -98,18 +98,29 @@ class Plan:
         return len(self.lanes) <= 1 and not self.copies and not any(self.deps)
 
 
-def host_costs(ops, host, launch: str) -> np.ndarray:
-    """CPU seconds the host spends before each op is issued."""
-    launches = np.array([op.launches for op in ops], dtype=float)
+#: host parameter per launch mode: eager pays the framework's dispatch inside model code
+#: per launch; ``loop`` is a bare op called in a tight loop (a benchmark); ``graph``
+#: pays one replay plus a per-node cost; ``device`` is a profiler's view of the kernels
+#: alone (no host at all)
+LAUNCH_MODES = ("eager", "graph", "loop", "device")
+
+
+def host_costs(launches: np.ndarray, launch: str, params) -> np.ndarray:
+    """CPU seconds the host spends before each op is issued, from ``params``
+    (``simulator.params``) and the ops' kernel ``launches``."""
+    launches = np.asarray(launches, dtype=float)
     if launch == "eager":
-        cost = launches * host.dispatch_overhead.value
-    elif launch == "graph":
-        cost = launches * host.graph_node_cost.value
+        return launches * params.scalar("host.dispatch")
+    if launch == "loop":
+        return launches * params.scalar("host.op_dispatch")
+    if launch == "graph":
+        cost = launches * params.scalar("host.graph_node")
         if len(cost):
-            cost[0] += host.graph_launch.value
-    else:
-        raise ValueError(f"launch must be 'eager' or 'graph', got {launch!r}")
-    return cost
+            cost[0] += params.scalar("host.graph_launch")
+        return cost
+    if launch == "device":
+        return np.zeros(len(launches))
+    raise ValueError(f"launch must be one of {', '.join(LAUNCH_MODES)}, got {launch!r}")
 
 
 def layer_of(module: str) -> int | None:
@@ -117,7 +128,10 @@ def layer_of(module: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def build_plan(graph, system, costs, launch: str, placement=None) -> Plan:
+def build_plan(graph, system, costs, launch: str, placement=None, params=None) -> Plan:
+    from .params import Params
+
+    params = params or Params(system)
     ops = graph.ops
     n = len(ops)
     names: list[str] = []
@@ -164,14 +178,15 @@ def build_plan(graph, system, costs, launch: str, placement=None) -> Plan:
         iu, iv = pos.get(u), pos.get(v)
         if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
             deps[iv].append(iu)
-    plan = Plan(host_costs(ops, system.host, launch), dur, lane, lanes, deps, res, work, tail, names,
-                serial_host=system.device.kind == "cpu")
+    launches = np.array([op.launches for op in ops], dtype=float)
+    plan = Plan(host_costs(launches, launch, params), dur, lane, lanes, deps, res, work, tail, names,
+                serial_host=system.device.serial_dispatch.value)
     if placement is not None and placement.prefetch:
-        _add_prefetch(plan, graph, system, placement, rid)
+        _add_prefetch(plan, graph, system, placement, rid, params)
     return plan
 
 
-def _add_prefetch(plan: Plan, graph, system, placement, rid) -> None:
+def _add_prefetch(plan: Plan, graph, system, placement, rid, params) -> None:
     """One copy per op reading far-tier (host/CXL) weights or KV cache; see module doc."""
     first_of_layer: dict[int, int] = {}
     for i, op in enumerate(graph.ops):
@@ -196,10 +211,14 @@ def _add_prefetch(plan: Plan, graph, system, placement, rid) -> None:
         r, w, floor, lat, nbytes = [], [], 0.0, 0.0, 0.0
         for tier, b in sorted(by_tier.items()):
             link = system.tier(tier).link
+            cacheline = link.access == "cacheline"
+            wire = physics.link_wire_bytes(b, cacheline, link.granularity.value if cacheline else 0.0)
+            stream = wire / float(params.rate(f"link:{tier}", wire))
+            latency = params.scalar(f"latency:link:{tier}")
             r.append(rid(f"{tier}.link.{direction}"))
-            w.append(physics.link_wire_bytes(b, link) / physics.link_bandwidth(link))
-            floor = max(floor, physics.link_time(b, link))
-            lat = max(lat, physics.link_latency(link))
+            w.append(stream)
+            floor = max(floor, latency + stream)
+            lat = max(lat, latency)
             nbytes += b
         return Copy(i, after, r, w, floor, lat, nbytes, names_of(r, plan))
 

@@ -49,3 +49,21 @@ def run_fast(plan: Plan) -> Timeline:
     empty = np.zeros(0)
     return Timeline(issue, start, end, np.full(plan.n, -1, dtype=np.int64), empty, empty,
                     float(plan.host_cost.sum()))
+
+
+def steady_period(host_total, dur_total, serial_host=False):
+    """Seconds per pass of a sequence of ops replayed in a loop forever, as
+    ``chain_times`` would find it after enough passes: the fixed point of its recurrence.
+
+    With a host that runs ahead (a GPU) each pass costs ``max(sum host, sum dur)``:
+    if the device is slower the host's lead grows every pass until the device never
+    waits; if the host is slower the device waits every pass. On a serial host (a
+    CPU device) dispatch and kernels alternate: ``sum host + sum dur``. This is how a
+    benchmark loop's per-call time (the harness's ``inner`` calls) relates to the cost
+    model; a test checks it against ``chain_times`` over many passes. Takes arrays of
+    per-sequence totals as well as floats.
+    """
+    host_total = np.asarray(host_total, dtype=float)
+    dur_total = np.asarray(dur_total, dtype=float)
+    out = np.where(serial_host, host_total + dur_total, np.maximum(host_total, dur_total))
+    return float(out) if out.ndim == 0 else out

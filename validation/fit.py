@@ -1,452 +1,438 @@
-"""Fit a SystemSpec's rates and overheads to measured rows (least squares on log time).
+"""Fit the cost model's own parameters to measured rows: least squares on log time.
 
-The fit runs a vectorised mirror of the cost model's formula for one op,
+There is no mirror of the model here. The objective is ``validation.predict.row_times``
+(the function ``validate`` uses) under a ``simulator.params.Params`` whose overrides
+come from a parameter vector: ``Objective.predict(theta)``. ``Objective.theta_of(spec)``
+reads the same vector back out of a spec, so a written spec and the vector predict
+exactly alike (a test checks it on every committed dataset).
 
-    t_op = launches x kernel_latency + max(work_flops / R_unit,kind(flops),
-                                           max_level bytes_l / B_level(bytes_l),
-                                           atomic(updates, distinct))
+What the vector holds (``Slot``): every parameter the training rows' terms name and
+depend on. A curve (a memory level, a compute unit, a per-kind compute curve, a link)
+gets knots at the sizes its rows read it at: one per ``DECADES_PER_KNOT`` decades,
+at most ``MAX_KNOTS``, and never more than a third of the training rows behind it
+(a curve with fewer than ``ROWS_PER_KNOT`` rows is not fitted). Scalars (kernel latency,
+host overheads, atomic rates, the overlap exponent, link latencies) get one entry.
 
-where ``R_unit`` and ``B_level`` are effective rates interpolated linearly in log10(size)
-between knots, exactly as ``EfficiencyCurve`` interpolates efficiency, so the fitted knots
-become the spec's efficiency points unchanged. Compute rates are fitted per unit and op
-kind (``compute_groups``): softmax, layer_norm, gelu, GEMV and GEMM each get their own
-curve where the training data has enough of them. A row is its ops plus the host's dispatch
-overhead per launch: added to the kernels on a CPU device (the thread that dispatches is
-the thread that computes), overlapped with them on a GPU (a steady-state launch loop).
-Which memory level serves which bytes is the cost model's own rule (read once from the
-base spec, capacities are not fitted). After the fit, ``validation.predict`` checks the
-spec through the real cost model, not through this mirror.
+Guards:
+
+* a rate may not exceed its datasheet peak: the peak is the upper bound, and a knot
+  that ends there is reported as a model error (the data ask for more than the
+  hardware has, so a term is missing), never written over the peak;
+* a parameter no training row is sensitive to is held at the base spec's value and
+  reported (its term never binds: e.g. L1 bandwidth under dispatch overhead);
+* rows whose repeat spread exceeds ``NOISY_SPREAD`` are not fitted (a noisy median
+  would bend the curve); they are still predicted and reported.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
 
+from hw_models import physics
 from hw_models.spec import SystemSpec
+from simulator.params import Params
 
-from .features import OpFeatures
+from .predict import row_times
+from .rows import RowSet, build_rowset
 
-#: knots per efficiency curve: one per this many decades of size covered by the data, 1..4
+#: knots per curve: one per this many decades of size its rows cover, at most MAX_KNOTS
 DECADES_PER_KNOT = 1.25
 MAX_KNOTS = 4
-#: weight of the smoothness penalty on the log-rate step between neighbouring knots: a
-#: tenfold step costs about as much as a 5% miss on one row, so data always wins over it
+#: no curve gets more knots than (training rows behind it) / ROWS_PER_KNOT
+ROWS_PER_KNOT = 3
+#: training rows of one (unit, efficiency key) needed to give that key its own compute curve
+MIN_KIND_ROWS = 3
+#: kinds whose ops may get a curve per op name (an elementwise op's cost depends on its
+#: function) or per phase (attention: decode is a GEMV over the cache, prefill square tiles)
+NAMED_KINDS = ("elementwise", "attention")
+#: weight of the smoothness penalty on the log-rate step between neighbouring knots
 SMOOTHNESS = 0.02
-#: training ops of one (unit, efficiency key) needed to give that key its own compute
-#: curve (``ComputeUnit.kind_efficiency``); rarer keys share the unit's generic curve
-MIN_KIND_OPS = 3
-#: kinds whose ops get a curve per op name: an elementwise op's cost per element depends
-#: on its function (exp, gelu: transcendentals; add, mul: one instruction), while a GEMM is a
-#: GEMM whether traced as mm or addmm
-NAMED_KINDS = ("elementwise",)
-#: row families issued from model code (Python modules around every op)
-MODEL_FAMILIES = ("framework", "model")
+#: weight of a weak prior pulling each parameter toward the base spec, per e-fold: it
+#: decides only what the data leave open (a tiny op's math under its dispatch overhead);
+#: a factor of e away from the base costs what a 1% miss on one row does
+PRIOR = 0.01
+#: rows whose (p90 - p10) / median exceeds this are too noisy to fit
+NOISY_SPREAD = 0.25
+#: a parameter is identifiable when a 10% change of it moves some training row by at least this share of 10%
+SENSITIVE = 0.02
+#: how far scalars may move from the base spec (a factor)
+SCALAR_RANGE = 1e3
+#: how far below its peak a curve's rate may fall (a factor)
+CURVE_RANGE = 1e5
+#: a knot within this log distance of its peak counts as "at the peak"
+AT_PEAK = math.log(1.01)
+
+
+class FitError(ValueError):
+    user_facing = True
 
 
 @dataclass
-class RowFeatures:
-    case_id: str
-    family: str
-    measured_s: float
-    ops: list[OpFeatures]
-    extra: dict[str, Any] = field(default_factory=dict)
+class Slot:
+    """One parameter of the vector: a curve (``knots`` in log10 size) or a scalar (``knots`` None)."""
+
+    key: str
+    knots: list[float] | None
+    lo: np.ndarray
+    hi: np.ndarray
+    rows: int = 0
+
+    @property
+    def size(self) -> int:
+        return 1 if self.knots is None else len(self.knots)
+
+
+class Objective:
+    """Predicted seconds of a ``RowSet`` as a function of a log-parameter vector."""
+
+    def __init__(self, rs: RowSet, base: SystemSpec, slots: list[Slot]) -> None:
+        self.rs = rs
+        self.base = base
+        self.slots = slots
+        self.index: dict[str, slice] = {}
+        i = 0
+        for s in slots:
+            self.index[s.key] = slice(i, i + s.size)
+            i += s.size
+        self.n = i
+
+    def overrides(self, theta: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in self.slots:
+            v = np.exp(theta[self.index[s.key]])
+            out[s.key] = float(v[0]) if s.knots is None else (list(s.knots), v.tolist())
+        return out
+
+    def params(self, theta: np.ndarray) -> Params:
+        return Params(self.base, self.overrides(theta))
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        return row_times(self.rs, self.params(theta))
+
+    def theta_of(self, spec: SystemSpec) -> np.ndarray:
+        """The vector that ``spec`` holds: its rates at the knots, its scalars."""
+        p = Params(spec)
+        theta = np.empty(self.n)
+        for s in self.slots:
+            sl = self.index[s.key]
+            if s.knots is None:
+                theta[sl] = math.log(p.scalar(s.key))
+            else:  # the curve itself, before any link cap (overrides replace the curve)
+                theta[sl] = np.log(physics.curve_rate(*p.curve(s.key), 10.0 ** np.asarray(s.knots)))
+        return theta
 
 
 @dataclass
 class FitResult:
-    #: group -> (log10 size knots, effective rate at each knot); groups "level:l2", "unit:matrix.fp32"
-    curves: dict[str, tuple[list[float], list[float]]]
-    dispatch_s: float | None
-    #: per-launch host time inside nn.Module model code (None: no framework rows)
-    framework_s: float | None
-    kernel_latency_s: float
-    update_rate: float | None
-    same_address_rate: float | None
-    graph_node_s: float | None
-    link_bw: float | None
-    link_latency_s: float | None
+    objective: Objective
+    theta: np.ndarray
+    free: np.ndarray
     n_rows: int
     cost: float
-    serial_host: bool
-    rows_per_group: dict[str, int] = field(default_factory=dict)
-    #: curves no training row depends on; they keep the base spec's values
+    seconds: float
+    kind_curves: dict[str, frozenset[str]]
+    #: curve keys with a knot that ended at the datasheet peak (the data want more than the hardware has)
+    at_peak: list[str] = field(default_factory=list)
+    #: parameters no training row depends on; held at the base spec's value
     unidentified: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Fitted parameters only (free slots), as ``Params`` overrides."""
+        ov = self.objective.overrides(self.theta)
+        return {s.key: ov[s.key] for s in self.objective.slots if self.free[self.objective.index[s.key]].any()}
+
+    def rows_behind(self, key: str) -> int:
+        return next((s.rows for s in self.objective.slots if s.key == key), 0)
 
     def params_table(self) -> list[dict[str, Any]]:
         out = []
-        for g, (xs, rs) in sorted(self.curves.items()):
-            for x, r in zip(xs, rs, strict=True):
-                unit = "B/s" if g.startswith("level:") else "FLOP/s"
-                out.append({"parameter": f"{g} @ {10 ** x:.3g}", "value": r, "unit": unit})
-        for name, v, unit in (
-            ("host.op_dispatch (bare op)", self.dispatch_s, "s"),
-            ("host.dispatch_overhead (in model code)", self.framework_s, "s"),
-            ("device.kernel_latency (held)", self.kernel_latency_s, "s"),
-            ("atomics.update_rate", self.update_rate, "/s"),
-            ("atomics.same_address_rate", self.same_address_rate, "/s"),
-            ("host.graph_node_cost", self.graph_node_s, "s"),
-            ("link bandwidth", self.link_bw, "B/s"),
-            ("link latency", self.link_latency_s, "s"),
-        ):
-            if v is not None:
-                out.append({"parameter": name, "value": v, "unit": unit})
+        for key, v in sorted(self.values.items()):
+            unit = _unit_of(key)
+            if isinstance(v, tuple):
+                for x, r in zip(*v, strict=True):
+                    out.append({"parameter": f"{key} @ {10 ** x:.3g}", "value": r, "unit": unit})
+            else:
+                out.append({"parameter": key, "value": v, "unit": unit})
         return out
 
+    def to_doc(self) -> dict[str, Any]:
+        """The vector's layout and values (``fit.json``), enough to rebuild the objective."""
+        obj = self.objective
+        return {
+            "slots": [{"key": s.key, "knots": s.knots, "rows": s.rows,
+                       "free": bool(self.free[obj.index[s.key]].any()),
+                       "log_value": self.theta[obj.index[s.key]].tolist()} for s in obj.slots],
+            "kind_curves": {k: sorted(v) for k, v in self.kind_curves.items() if v},
+            "at_peak": self.at_peak,
+            "unidentified": self.unidentified,
+            "n_rows": self.n_rows,
+            "cost": self.cost,
+            "seconds": self.seconds,
+        }
 
-def _knots(logs: np.ndarray) -> list[float]:
-    """Knot positions on sizes the training rows have, so no knot floats free between data."""
-    u = np.unique(np.round(logs, 3))
+
+def _unit_of(key: str) -> str:
+    if key.startswith(("level:", "tier:", "link:", "pim:") ) and not key.endswith(("mode_switch", "peak")):
+        return "B/s"
+    if key.startswith("unit:") or key.endswith(".peak"):
+        return "FLOP/s"
+    if key.startswith("atomics."):
+        return "/s"
+    if key == "overlap":
+        return ""
+    return "s"
+
+
+# -- which rows and which parameters ----------------------------------------------------------
+
+
+def training_mask(rs: RowSet) -> np.ndarray:
+    r = rs.rows
+    ok = (~r["held_out"].to_numpy(bool)) & (r["measured_s"].to_numpy(float) > 0)
+    noisy = r["spread"].to_numpy(float) > NOISY_SPREAD
+    # a pageable host copy takes a staging path the pinned link spec does not describe
+    pageable = (r["family"].to_numpy() == "transfer") & ~r["pinned"].to_numpy(bool)
+    return ok & ~noisy & ~pageable
+
+
+def _fit_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(k for k in keys if "." not in k or k.split(".", 1)[0] in NAMED_KINDS)
+
+
+def kind_groups(rs: RowSet, train: np.ndarray) -> dict[str, frozenset[str]]:
+    """Per unit label, the efficiency keys with at least ``MIN_KIND_ROWS`` training rows of
+    their own: each gets a compute curve; rarer keys share the unit's generic curve."""
+    term_rows: dict[int, set[int]] = {}
+    for j, i in zip(rs.op_term.tolist(), rs.op_row.tolist(), strict=True):
+        if train[i]:
+            term_rows.setdefault(j, set()).add(i)
+    counts: dict[tuple[str, str], set[int]] = {}
+    for j, rows in term_rows.items():
+        t = rs.table.terms[j]
+        if not t.compute or not t.unit or t.unit == "pim":
+            continue
+        for k in _fit_keys(t.keys):
+            counts.setdefault((t.unit, k), set()).update(rows)
+    out: dict[str, set[str]] = {}
+    for (unit, k), rows in counts.items():
+        if len(rows) >= MIN_KIND_ROWS:
+            out.setdefault(unit, set()).add(k)
+    return {u: frozenset(v) for u, v in out.items()}
+
+
+def _key_sizes(rs: RowSet, train: np.ndarray) -> tuple[dict[str, list[float]], dict[str, set[int]]]:
+    """Per parameter key: the sizes training rows read it at, and the rows that do."""
+    t = rs.table
+    term_rows: dict[int, set[int]] = {}
+    for j, i in zip(rs.op_term.tolist(), rs.op_row.tolist(), strict=True):
+        if train[i]:
+            term_rows.setdefault(j, set()).add(i)
+    sizes: dict[str, list[float]] = {}
+    rows: dict[str, set[int]] = {}
+
+    def add(key: str, op: int, size: float | None) -> None:
+        r = term_rows.get(int(op))
+        if not r:
+            return
+        rows.setdefault(key, set()).update(r)
+        if size is not None:
+            sizes.setdefault(key, []).append(float(size))
+
+    fo, fk, _ = t.fixed
+    for key, idx in fk.items():
+        for j in idx:
+            add(key, fo[j], None)
+    co, _, ck, cs, _, cok, cob = t.comp
+    for key, idx in ck.items():
+        for j in idx:
+            add(key, co[j], cs[j])
+    for key, idx in cok.items():
+        for j in idx:
+            add(key, co[j], cob[j])
+    do, _, dk, ds, _ = t.dem
+    for key, idx in dk.items():
+        for j in idx:
+            add(key, do[j], ds[j])
+    for i, _a in t.atomic:
+        add("atomics.update_rate", i, None)
+        add("atomics.same_address_rate", i, None)
+    for i, (tier, *_r) in t.pim:
+        for w in ("internal", "peak", "mode_switch"):
+            add(f"pim:{tier}.{w}", i, None)
+    for i, (_k, _n, size, _res) in t.coll:
+        add("link:interconnect", i, size)
+        add("latency:link:interconnect", i, None)
+    all_rows = set(np.flatnonzero(train).tolist())
+    timing = rs.rows["timing"].to_numpy()
+    for key, timings in (("host.op_dispatch", ("loop",)), ("host.dispatch", ("step",)),
+                         ("host.graph_node", ("graph",)), ("host.graph_launch", ("graph",))):
+        r = {i for i in all_rows if timing[i] in timings}
+        if r:
+            rows[key] = r
+    both = {r for j, rs_ in term_rows.items() if t.terms[j].compute and t.terms[j].demands for r in rs_}
+    if both:
+        rows["overlap"] = both
+    return sizes, rows
+
+
+def knots_for(sizes: list[float], n_rows: int) -> list[float]:
+    """Knot positions (log10) on sizes the rows have: one per ``DECADES_PER_KNOT`` decades,
+    at most ``MAX_KNOTS`` and at most a third of the rows behind the curve."""
+    u = np.unique(np.round(np.log10(np.maximum(sizes, 1.0)), 3))
+    cap = min(MAX_KNOTS, n_rows // ROWS_PER_KNOT, len(u))
     span = float(u[-1] - u[0])
-    if span < 0.3:
+    k = max(1, min(int(np.ceil(span / DECADES_PER_KNOT)) + 1, cap))
+    if k == 1:
         return [float(np.median(u))]
-    k = min(int(np.ceil(span / DECADES_PER_KNOT)) + 1, MAX_KNOTS, len(u))
     picks = np.unique(np.round(np.linspace(0, len(u) - 1, k)).astype(int))
     return [float(u[i]) for i in picks]
 
 
-class _Mirror:
-    """Flattened features and the parameter vector layout."""
-
-    def __init__(self, rows: list[RowFeatures], base: SystemSpec) -> None:
-        self.base = base
-        self.serial = base.device.kind == "cpu"
-        self.lat = base.device.kernel_latency.value
-        op_row, launches, unit, flops, work, upd, dist = [], [], [], [], [], [], []
-        dem_op, dem_level, dem_bytes = [], [], []
-        self.rows = rows
-        self.kind = []  # per row: "ops" | "graph" | "transfer"
-        link_rows = []
-        for i, r in enumerate(rows):
-            if r.family == "transfer":
-                self.kind.append("transfer")
-                link_rows.append(i)
-                continue
-            self.kind.append("graph" if r.family == "graph" else "ops")
-            for f in r.ops:
-                j = len(op_row)
-                op_row.append(i)
-                launches.append(f.launches)
-                flops.append(max(f.flops, 1.0))
-                work.append(f.work_flops)
-                upd.append(f.updates)
-                dist.append(f.distinct)
-                for lvl, b in f.demands:
-                    dem_op.append(j)
-                    dem_level.append(lvl)
-                    dem_bytes.append(b)
-        groups = compute_groups([f for r in rows if r.family != "transfer" for f in r.ops])
-        unit = [g for g, _ in groups]
-        self.group_key = dict(groups)
-        self.n_rows = len(rows)
-        self.op_row = np.asarray(op_row, dtype=int)
-        self.launches = np.asarray(launches, dtype=float)
-        self.unit = np.asarray(unit, dtype=object)
-        self.flops = np.asarray(flops, dtype=float)
-        self.work = np.asarray(work, dtype=float)
-        self.upd = np.asarray(upd, dtype=float)
-        self.dist = np.asarray(dist, dtype=float)
-        self.dem_op = np.asarray(dem_op, dtype=int)
-        self.dem_level = np.asarray(dem_level, dtype=object)
-        self.dem_bytes = np.asarray(dem_bytes, dtype=float)
-        self.link_rows = np.asarray(link_rows, dtype=int)
-        self.link_bytes = np.asarray([rows[i].ops[0].link_bytes if rows[i].ops else 0.0 for i in link_rows])
-        self.measured = np.asarray([r.measured_s for r in rows], dtype=float)
-        self.is_graph = np.asarray([k == "graph" for k in self.kind])
-        #: rows run from nn.Module model code pay the framework's per-launch time, not the bare dispatch
-        self.in_model = np.asarray([r.family in MODEL_FAMILIES for r in rows])
-        # parameter layout
-        self.slots: dict[str, slice] = {}
-        self.knots: dict[str, list[float]] = {}
-        x0: list[float] = []
-        dev = base.device
-        for lvl in sorted(set(self.dem_level)):
-            logs = np.log10(np.maximum(self.dem_bytes[self.dem_level == lvl], 1.0))
-            kn = _knots(logs)
-            level = dev.level(lvl)
-            init = [np.log(level.bandwidth.value * level.efficiency(10**k)) for k in kn]
-            self._add(f"level:{lvl}", kn, init, x0)
-        for u in sorted(set(self.unit)):
-            logs = np.log10(self.flops[self.unit == u])
-            kn = _knots(logs)
-            cu = _unit(dev, u)
-            key = self.group_key.get(u)
-            curve = cu.curve((key,)) if key else cu.efficiency
-            init = [np.log(cu.peak.value * curve(10**k)) for k in kn]
-            self._add(f"unit:{u}", kn, init, x0)
-        bare = base.host.op_dispatch or base.host.dispatch_overhead
-        self._scalar("dispatch", np.log(bare.value), x0)
-        self._scalar("framework", np.log(base.host.dispatch_overhead.value), x0)
-        self.has_atomics = bool(np.any(self.upd > 0))
-        if self.has_atomics:
-            self._scalar("update_rate", np.log(dev.atomics.update_rate.value), x0)
-            self._scalar("same_rate", np.log(dev.atomics.same_address_rate.value), x0)
-        self.has_graph = bool(self.is_graph.any())
-        if self.has_graph:
-            self._scalar("graph_node", np.log(base.host.graph_node_cost.value), x0)
-        self.has_link = len(self.link_rows) > 0
-        if self.has_link:
-            link = base.tiers[0].link if base.tiers else None
-            bw = link.bandwidth.value * link.efficiency.value if link else 10e9
-            lat = link.latency.value if link else 5e-6
-            self._scalar("link_bw", np.log(bw), x0)
-            self._scalar("link_lat", np.log(lat), x0)
-        self.x0 = np.asarray(x0, dtype=float)
-
-    def data_init(self) -> np.ndarray:
-        """``x0`` with each per-kind compute knot (``unit@key``) lowered to the rate its
-        single-op rows imply if all their time were compute (log of the median ``work /
-        measured`` of the rows nearest the knot): the slowest the data allow, so the term
-        starts visible. A per-kind curve has no estimate of its own (the base spec's generic
-        curve is a guess for another mix of ops); the generic curves keep the base guess."""
-        x = self.x0.copy()
-        ops_in_row = np.bincount(self.op_row, minlength=self.n_rows)
-        single = ops_in_row[self.op_row] == 1
-        for g, sl in self.slots.items():
-            if not g.startswith("unit:") or "@" not in g:
-                continue
-            m = (self.unit == g[5:]) & single & (self.work > 0)
-            if not m.any():
-                continue
-            kn = np.asarray(self.knots[g])
-            logs = np.log10(self.flops[m])
-            near = np.abs(logs[:, None] - kn[None, :]).argmin(axis=1)
-            rate = self.work[m] / self.measured[self.op_row[m]]
-            for i in range(len(kn)):
-                if (near == i).any():
-                    x[sl.start + i] = np.log(np.median(rate[near == i]))
-        return x
-
-    def _add(self, name: str, knots: list[float], init: list[float], x0: list[float]) -> None:
-        self.slots[name] = slice(len(x0), len(x0) + len(knots))
-        self.knots[name] = knots
-        x0.extend(init)
-
-    def _scalar(self, name: str, init: float, x0: list[float]) -> None:
-        self.slots[name] = slice(len(x0), len(x0) + 1)
-        x0.append(init)
-
-    def _rate(self, theta: np.ndarray, group: str, sizes: np.ndarray) -> np.ndarray:
-        kn = self.knots[group]
-        rates = np.exp(theta[self.slots[group]])
-        if len(kn) == 1:
-            return np.full_like(sizes, rates[0])
-        return np.interp(np.log10(np.maximum(sizes, 1.0)), kn, rates)
-
-    def _terms(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per op: compute time, memory time (slowest level) and that level's index in dem arrays."""
-        n_ops = len(self.op_row)
-        comp = np.zeros(n_ops)
-        for u in set(self.unit):
-            m = self.unit == u
-            comp[m] = self.work[m] / self._rate(theta, f"unit:{u}", self.flops[m])
-        mem = np.zeros(n_ops)
-        dem_t = np.zeros(len(self.dem_op))
-        for lvl in set(self.dem_level):
-            m = self.dem_level == lvl
-            t = self.dem_bytes[m] / self._rate(theta, f"level:{lvl}", self.dem_bytes[m])
-            dem_t[m] = t
-            np.maximum.at(mem, self.dem_op[m], t)
-        return comp, mem, dem_t
-
-    def identified(self, theta: np.ndarray, share: float = 0.25) -> dict[str, int]:
-        """Rows in which each curve's term binds and is at least ``share`` of the row's time.
-
-        A curve no row depends on (e.g. L1 bandwidth when every L1 op is buried under the
-        dispatch overhead) cannot be told from the data and keeps its base value.
-        """
-        comp, mem, dem_t = self._terms(theta)
-        row_t = self.predict(theta)[self.op_row]
-        out: dict[str, int] = {}
-        for j in range(len(self.op_row)):
-            if comp[j] >= mem[j] and comp[j] >= share * row_t[j]:
-                g = f"unit:{self.unit[j]}"
-                out[g] = out.get(g, 0) + 1
-        for k in range(len(self.dem_op)):
-            j = self.dem_op[k]
-            if dem_t[k] >= comp[j] and dem_t[k] >= mem[j] and dem_t[k] >= share * row_t[j]:
-                g = f"level:{self.dem_level[k]}"
-                out[g] = out.get(g, 0) + 1
-        return out
-
-    def predict(self, theta: np.ndarray) -> np.ndarray:
-        comp, mem, _ = self._terms(theta)
-        body = np.maximum(comp, mem)
-        if self.has_atomics:
-            ur = np.exp(theta[self.slots["update_rate"]][0])
-            sr = np.exp(theta[self.slots["same_rate"]][0])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                per_target = np.where(self.dist > 0, self.upd / np.maximum(self.dist, 1.0), 1.0)
-            atomic = np.where(self.upd > 0, np.maximum(self.upd / ur, per_target / sr), 0.0)
-            body = np.maximum(body, atomic)
-        kern = self.launches * self.lat + body
-        disp = np.where(self.in_model[self.op_row], np.exp(theta[self.slots["framework"]][0]),
-                        np.exp(theta[self.slots["dispatch"]][0]))
-        host = self.launches * disp
-        row_kern = np.zeros(self.n_rows)
-        row_host = np.zeros(self.n_rows)
-        row_launch = np.zeros(self.n_rows)
-        np.add.at(row_kern, self.op_row, kern)
-        np.add.at(row_host, self.op_row, host)
-        np.add.at(row_launch, self.op_row, self.launches)
-        if self.serial:
-            out = row_kern + row_host
+def _slots(rs: RowSet, train: np.ndarray, base: SystemSpec, p0: Params) -> tuple[list[Slot], list[str]]:
+    sizes, rows = _key_sizes(rs, train)
+    slots, notes = [], []
+    for key in sorted(rows):
+        n = len(rows[key])
+        if key.startswith("tier:"):
+            continue  # a far tier's memory has no efficiency to fit: its bandwidth is its datasheet figure
+        if key in sizes and n < ROWS_PER_KNOT:
+            notes.append(f"{key}: only {n} training row(s) depend on it; kept the base spec's value")
+            continue
+        if key in sizes:
+            kn = knots_for(sizes[key], n)
+            peak = p0.peak(key)
+            slots.append(Slot(key, kn, np.full(len(kn), math.log(peak / CURVE_RANGE)), np.full(len(kn), math.log(peak)),
+                              n))
         else:
-            out = np.maximum(row_kern, row_host)
-        if self.has_graph:
-            node = np.exp(theta[self.slots["graph_node"]][0])
-            per_node = row_kern / np.maximum(row_launch, 1.0)
-            out = np.where(self.is_graph, np.maximum(node, per_node), out)
-        if self.has_link:
-            bw = np.exp(theta[self.slots["link_bw"]][0])
-            lat = np.exp(theta[self.slots["link_lat"]][0])
-            out[self.link_rows] = lat + self.link_bytes / bw
-        return out
-
-    def residuals(self, theta: np.ndarray) -> np.ndarray:
-        r = np.log(self.predict(theta)) - np.log(self.measured)
-        steps = [np.diff(theta[sl]) for g, sl in self.slots.items() if sl.stop - sl.start > 1]
-        if steps:
-            r = np.concatenate([r, SMOOTHNESS * np.concatenate(steps)])
-        return r
+            v = p0.scalar(key)
+            if key == "overlap":
+                lo, hi = 0.0, math.log(64.0)
+            else:
+                lo, hi = math.log(v / SCALAR_RANGE), math.log(v * SCALAR_RANGE)
+            slots.append(Slot(key, None, np.array([lo]), np.array([hi]), n))
+    return slots, notes
 
 
-def compute_groups(ops: list[OpFeatures]) -> list[tuple[str, str | None]]:
-    """Per op: (compute group label, efficiency key or None), e.g. ``("vector.fp32@softmax", "softmax")``.
+def _start(obj: Objective, rs: RowSet, train: np.ndarray) -> np.ndarray:
+    """The base spec's vector, with each per-kind compute curve lowered to the slowest rate
+    its single-op training rows allow (all their unexplained time as compute), so a compute
+    term hidden under memory at the base guess (exp at ~1 ns per element on a CPU) is
+    still found (the prior toward the base, ``PRIOR``, lifts it back where no row needs it)."""
+    theta = obj.theta_of(obj.base)
+    co, _, ck, cs, cw, _, _ = rs.table.comp
+    ops_per_row = np.bincount(rs.op_row, minlength=rs.n)
+    term_row = np.full(rs.table.n, -1)
+    term_row[rs.op_term] = rs.op_row
+    measured = rs.rows["measured_s"].to_numpy(float)
+    for s in obj.slots:
+        if s.knots is None or "@" not in s.key or s.key not in ck:
+            continue
+        idx = ck[s.key]
+        r = term_row[co[idx]]
+        ok = r >= 0
+        rr = np.maximum(r, 0)
+        m = ok & train[rr] & (ops_per_row[rr] == 1)
+        if not m.any():
+            continue
+        rate = cw[idx][m] / measured[r[m]]
+        logs = np.log10(np.maximum(cs[idx][m], 1.0))
+        near = np.abs(logs[:, None] - np.asarray(s.knots)[None, :]).argmin(axis=1)
+        sl = obj.index[s.key]
+        for i in range(s.size):
+            if (near == i).any():
+                theta[sl.start + i] = min(theta[sl.start + i], math.log(np.median(rate[near == i])))
+    return theta
 
-    An op gets the curve of its most specific efficiency key that at least
-    ``MIN_KIND_OPS`` training ops share on the same unit, else the unit's generic curve
-    (label = unit, key None). The fitted groups become ``kind_efficiency`` entries.
-    """
-    counts: dict[tuple[str, str], int] = {}
-    for f in ops:
-        for k in _fit_keys(f.keys):
-            counts[(f.unit, k)] = counts.get((f.unit, k), 0) + 1
-    out = []
-    for f in ops:
-        key = next((k for k in _fit_keys(f.keys) if counts.get((f.unit, k), 0) >= MIN_KIND_OPS), None)
-        out.append((f"{f.unit}@{key}" if key else f.unit, key))
+
+def sensitivity(obj: Objective, theta: np.ndarray, rows: np.ndarray, step: float = 0.1) -> np.ndarray:
+    """Per vector entry: the largest |d log t_row| / |d log theta| over ``rows``."""
+    base = np.log(obj.predict(theta)[rows])
+    out = np.zeros(len(theta))
+    for j in range(len(theta)):
+        th = theta.copy()
+        th[j] += step
+        out[j] = float(np.max(np.abs(np.log(obj.predict(th)[rows]) - base))) / step
     return out
 
 
-def _fit_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """The keys the fit may give a curve: op names only within ``NAMED_KINDS``."""
-    return tuple(k for k in keys if "." not in k or k.split(".", 1)[0] in NAMED_KINDS)
+def fit(rs: RowSet, traced, base: SystemSpec, *, loss: str = "soft_l1") -> FitResult:
+    """Fit ``base``'s parameters to the training rows of ``rs`` (``traced`` rebuilds it
+    with the per-kind compute curves the fit chooses).
+
+    Rounds: fit; a per-kind curve that no training row depends on at the solution is
+    dropped (its ops share the unit's generic curve) and the fit runs again. Knots of the
+    final solution that no row depends on (their term never binds) are raised to the base
+    spec's value where that is faster, which changes no training prediction: the fit only
+    says such a rate is at least what it found, and a rate just under the next term would
+    make every untrained size slower than anything measured.
+    """
+    t0 = time.perf_counter()
+    train = training_mask(rs)
+    if train.sum() < 3:
+        raise FitError(f"only {int(train.sum())} usable training rows; measure more cases")
+    rows = np.flatnonzero(train)
+    kinds = kind_groups(rs, train)
+    p0 = Params(base)
+    for round_ in range(3):
+        rs = build_rowset(traced, base, kinds, rs.notes)
+        slots, notes = _slots(rs, train, base, p0)
+        obj = Objective(rs, base, slots)
+        theta, free, cost = _solve(obj, rs, train, rows, loss)
+        sens = sensitivity(obj, theta, rows)
+        dead = {s.key for s in slots if "@" in s.key and sens[obj.index[s.key]].max() < SENSITIVE}
+        if not dead or round_ == 2:
+            break
+        kinds = {u: frozenset(k for k in ks if f"unit:{u}@{k}" not in dead) for u, ks in kinds.items()}
+    base_theta = obj.theta_of(base)
+    lo, hi = _bounds(slots)
+    for s in slots:
+        if s.knots is None:
+            continue
+        sl = obj.index[s.key]
+        loose = sens[sl] < SENSITIVE
+        theta[sl] = np.where(loose, np.minimum(np.maximum(theta[sl], base_theta[sl]), hi[sl]), theta[sl])
+    unidentified = sorted({s.key for s in slots if not free[obj.index[s.key]].any()})
+    at_peak = sorted({s.key for s in slots if s.knots is not None
+                      and ((hi[obj.index[s.key]] - theta[obj.index[s.key]] < AT_PEAK)
+                           & (sens[obj.index[s.key]] >= SENSITIVE)).any()})
+    notes += [f"{k}: no training row is sensitive to it; held at the base spec's value" for k in unidentified]
+    notes += [f"{k}: the fit wants more than the datasheet peak; the peak is kept and a term is missing "
+              "from the model (model error)" for k in at_peak]
+    return FitResult(obj, theta, free, int(len(rows)), cost, time.perf_counter() - t0, kinds, at_peak, unidentified,
+                     notes)
 
 
-def _unit(dev, label: str):
-    from hw_models import physics
-
-    kind, dtype = label.split("@", 1)[0].split(".", 1)
-    return physics.compute_unit(dev, dtype, matrix=(kind == "matrix"))[0]
-
-
-def fit(rows: list[RowFeatures], base: SystemSpec, *, loss: str = "soft_l1") -> FitResult:
-    """Least squares on log time over ``rows`` (the training split), starting from ``base``."""
-    rows = [r for r in rows if r.measured_s > 0 and (r.ops or r.family == "transfer")]
-    if not rows:
-        raise ValueError("no training rows to fit")
-    base = _with_dispatch(rows, base)
-    mir = _Mirror(rows, base)
-    # rates may move three decades either way from the base spec's guesses
-    # the host overheads are settled by stage 1 (rows with no kernel to speak of); the rest
-    # cannot trade against them, so they are held out of the optimisation vector
-    free = np.ones(len(mir.x0), dtype=bool)
-    for name in ("dispatch", "framework"):
-        free[mir.slots[name]] = False
-    lo, hi = mir.x0 - np.log(1e3), mir.x0 + np.log(1e3)
-    # start each compute rate no faster than the data allow: where another term binds at
-    # the base guess the max() hides the compute rate from the gradient, and a
-    # transcendental op (exp at ~1 ns per element) would never be found compute-bound
-    start = np.clip(np.minimum(mir.x0, mir.data_init()), lo + 1e-6, hi - 1e-6)
-    x0 = start[free]
-    full = start.copy()
+def _solve(obj: Objective, rs: RowSet, train: np.ndarray, rows: np.ndarray, loss: str
+           ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Least squares on log time over the free entries; returns (theta, free mask, cost)."""
+    lo, hi = _bounds(obj.slots)
+    start = np.clip(_start(obj, rs, train), lo + 1e-9, hi - 1e-9)
+    free = sensitivity(obj, start, rows) >= SENSITIVE
+    measured = np.log(rs.rows["measured_s"].to_numpy(float)[rows])
+    theta = start.copy()
+    prior = np.clip(obj.theta_of(obj.base), lo, hi)[free]
+    steps = [obj.index[s.key] for s in obj.slots if s.knots is not None and s.size > 1]
 
     def resid(x: np.ndarray) -> np.ndarray:
-        full[free] = x
-        return mir.residuals(full)
+        theta[free] = x
+        r = np.log(obj.predict(theta)[rows]) - measured
+        return np.concatenate([r, PRIOR * (x - prior)] + [SMOOTHNESS * np.diff(theta[sl]) for sl in steps])
 
-    sol = least_squares(resid, x0, bounds=(lo[free], hi[free]), loss=loss, f_scale=0.1,
-                        x_scale=1.0, max_nfev=400 * (len(x0) + 1))
-    th = start.copy()
-    th[free] = sol.x
-    counts = mir.identified(th)
-    curves = {}
-    unidentified = []
-    for g, sl in mir.slots.items():
-        if g.startswith(("level:", "unit:")):
-            if counts.get(g, 0) == 0:
-                unidentified.append(g)
-                continue
-            curves[g] = (list(mir.knots[g]), [float(v) for v in np.exp(th[sl])])
-
-    def scalar(name: str) -> float | None:
-        return float(np.exp(th[mir.slots[name]][0])) if name in mir.slots else None
-
-    fw = [r for r in rows if r.family in MODEL_FAMILIES]
-    return FitResult(
-        curves=curves,
-        dispatch_s=scalar("dispatch"),
-        framework_s=scalar("framework") if fw else None,
-        kernel_latency_s=mir.lat,
-        update_rate=scalar("update_rate"),
-        same_address_rate=scalar("same_rate"),
-        graph_node_s=scalar("graph_node"),
-        link_bw=scalar("link_bw"),
-        link_latency_s=scalar("link_lat"),
-        n_rows=len(rows),
-        cost=float(sol.cost),
-        serial_host=mir.serial,
-        rows_per_group=counts,
-        unidentified=unidentified,
-    )
+    if not free.any():
+        return theta, free, float(0.5 * np.sum((np.log(obj.predict(theta)[rows]) - measured) ** 2))
+    sol = least_squares(resid, start[free], bounds=(lo[free], hi[free]), loss=loss, f_scale=0.1, x_scale=1.0,
+                        max_nfev=200 * (int(free.sum()) + 1))
+    theta[free] = sol.x
+    return theta, free, float(sol.cost)
 
 
-def _with_dispatch(rows: list[RowFeatures], base: SystemSpec) -> SystemSpec:
-    """Stage 1: per-launch host overheads from rows whose kernels cost next to nothing.
-
-    Bare tiny ops (``dispatch`` rows) give ``op_dispatch``; kernel-free runs of model
-    architectures (``framework`` rows) give ``dispatch_overhead``, the per-launch time in
-    model code. Each is the median of time / launches less ``kernel_latency``. Without
-    such rows the base spec's values stay.
-    """
-    lat = base.device.kernel_latency.value
-    spec = base.model_copy(deep=True)
-    cls = type(spec.host.dispatch_overhead)
-
-    def per_launch(fams: tuple[str, ...]) -> float | None:
-        rs = [r for r in rows if r.family in fams and r.ops]
-        if not rs:
-            return None
-        per = [r.measured_s / sum(f.launches for f in r.ops) - lat for r in rs]
-        return max(float(np.median(per)), 1e-9)
-
-    bare = per_launch(("dispatch",))
-    framework = per_launch(("framework",))
-    if bare is not None:
-        spec.host.op_dispatch = cls(value=f"{bare:.9g} s", source="stage-1 fit")
-        if framework is None:
-            spec.host.dispatch_overhead = cls(value=f"{bare:.9g} s", source="stage-1 fit")
-    if framework is not None:
-        # kernel-free model steps: all but launches x kernel_latency is the framework's time
-        spec.host.dispatch_overhead = cls(value=f"{framework:.9g} s", source="stage-1 fit")
-    return spec
-
-
-def mirror_predict(rows: list[RowFeatures], base: SystemSpec, result: FitResult) -> np.ndarray:
-    """The mirror's prediction of ``rows`` with fitted parameters (for tests and diagnostics)."""
-    mir = _Mirror(rows, base)
-    th = mir.x0.copy()
-    for g, (_, rates) in result.curves.items():
-        if g in mir.slots:
-            th[mir.slots[g]] = np.log(rates)
-    for name, v in (("dispatch", result.dispatch_s), ("framework", result.framework_s),
-                    ("update_rate", result.update_rate),
-                    ("same_rate", result.same_address_rate), ("graph_node", result.graph_node_s),
-                    ("link_bw", result.link_bw), ("link_lat", result.link_latency_s)):
-        if name in mir.slots and v is not None:
-            th[mir.slots[name]] = np.log(v)
-    return mir.predict(th)
+def _bounds(slots: list[Slot]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([s.lo for s in slots]), np.concatenate([s.hi for s in slots])

@@ -8,7 +8,6 @@ GPU: the catalog system whose name matches the device (or ``--base``).
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,9 @@ def cpu_base(threads: int | None = None) -> SystemSpec:
     isa = f"{'AVX-512' if lanes == 16 else 'AVX2'} ({lanes} fp32 lanes), 2 FMA pipes, {cores} cores x {ghz:.2f} GHz"
     mem = _mem_total() or 16 * 2**30
     levels = []
-    # per-cycle widths below are typical x86 core figures, only a starting point for the fit
-    per_cycle = {"l1": 64.0, "l2": 32.0, "l3": 16.0}
+    # per-cycle widths below are upper bounds of x86 cores (two 64 B loads per cycle from L1,
+    # one 64 B line per cycle from L2, half that from L3): the fit may not exceed them
+    per_cycle = {"l1": 128.0, "l2": 64.0, "l3": 32.0}
     lat = {"l1": 1.5e-9, "l2": 5e-9, "l3": 15e-9}
     for name in ("l1", "l2", "l3"):
         if name not in caches:
@@ -71,15 +71,18 @@ def cpu_base(threads: int | None = None) -> SystemSpec:
                 "bandwidth": _q(bw, f"estimate: {per_cycle[name]:.0f} B/cycle/core x {cores} cores x {ghz:.2f} GHz", "bandwidth"),
                 "latency": _q(lat[name], "estimate: typical x86 load-to-use latency", "time"),
                 "efficiency": {"value": 0.5, "source": "estimate: starting point for calibration"},
+                "persistent": {"value": True, "source": "a CPU core's caches serve the same thread's next op"},
             }
         )
     levels.append(
         {
             "name": "dram",
             "capacity": _q(mem, f"measured: /proc/meminfo MemTotal on {host}", "bytes"),
-            "bandwidth": _q(10e9 * cores, "estimate: about 10 GB/s per core of streaming DRAM bandwidth", "bandwidth"),
+            "bandwidth": _q(40e9 * cores, "estimate: upper bound, one core streams at most about 40 GB/s from DRAM",
+                            "bandwidth"),
             "latency": _q(100e-9, "estimate: typical DDR4/DDR5 load latency", "time"),
-            "efficiency": {"value": 0.8, "source": "estimate: starting point for calibration"},
+            "efficiency": {"value": 0.4, "source": "estimate: starting point for calibration"},
+            "persistent": {"value": True, "source": "main memory holds every tensor between ops"},
         }
     )
     eff = {"value": 0.5, "source": "estimate: starting point for calibration"}
@@ -101,9 +104,13 @@ def cpu_base(threads: int | None = None) -> SystemSpec:
             "name": info.get("cpu_model", "CPU"),
             "kind": "cpu",
             "compute_units": _q(cores, f"measured: torch.get_num_threads() on {host} (threads the kernels use)"),
-            # CPU GEMM kernels block per core, not per 128x128 tile: small tiles keep wave quantisation mild
-            "tile_m": 16,
-            "tile_n": 16,
+            "tiles": {"shapes": [[16, 16]], "split_k": False,
+                      "source": "estimate: CPU GEMM kernels block per core in small register tiles; wave quantisation over "
+                                "cores stays mild"},
+            "operand_level": "l2" if "l2" in caches else None,
+            "overlap": {"value": 4, "source": "estimate: starting point for calibration"},
+            "serial_dispatch": {"value": True, "source": "PyTorch eager on a CPU device runs each op to completion on the "
+                                                         "calling thread before the next is dispatched"},
             "kernel_latency": _q(
                 "0.2 us",
                 "estimate: in-kernel setup of an ATen CPU op; not separable from dispatch in eager timings, "
@@ -141,7 +148,3 @@ def base_spec(device: str, base: str | None = None, threads: int | None = None) 
         if key in name:
             return load(GPU_BASES[key])
     raise SpecError(f"no catalog system matches GPU {name!r}; pass --base <catalog id or YAML>")
-
-
-def short_host_id() -> str:
-    return socket.gethostname().split(".")[0][:16] or f"pid{os.getpid()}"

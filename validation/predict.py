@@ -1,125 +1,110 @@
-"""Predict measured rows with the real cost model / simulator and a SystemSpec.
+"""Predict measured rows with the one cost model: ``evaluate`` the terms, run the engine's recurrence.
 
-The harness times a loop of calls. On a CPU device the thread that dispatches an op is
-the one that runs it, so a call costs dispatch plus kernel for every launch; on a GPU
-the host runs ahead and a steady-state loop costs the larger of the two. Whole-model
-steps on a GPU go through ``simulator.simulate`` (eager launch).
+``row_times(rowset, params)`` is the single path from parameters to predicted seconds:
+``validate`` calls it with a spec's ``Params``, the fit's objective with each candidate
+parameter vector. Op durations come from ``simulator.costmodel.evaluate``; host costs
+from ``simulator.engine.host_costs``; a row's figure from ``simulator.fastpath``
+(``steady_period`` for loops, ``chain_times`` for one step), as ``simulate`` would.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from hw_models.spec import SystemSpec
+from simulator.costmodel import evaluate
+from simulator.engine import host_costs
+from simulator.fastpath import chain_times, steady_period
+from simulator.params import Params
 
-from .features import PredictError, case_of, trace_case
+from .rows import RowSet, build_rowset, traced_rows
 
-#: share of kernel cases held out from the fit; whole-model steps are always held out
-HELD_OUT_PERCENT = 30
-
-
-def held_out(case_id: str, family: str) -> bool:
-    if family == "model":
-        return True
-    if family == "framework":
-        return False  # the calibration measurement of the framework's per-launch time
-    return int(hashlib.sha256(case_id.encode()).hexdigest()[:8], 16) % 100 < HELD_OUT_PERCENT
+#: the engine's launch mode for each row timing (``validation.rows``)
+LAUNCH_OF_TIMING = {"loop": "loop", "step": "eager", "graph": "graph", "device": "device"}
 
 
-@dataclass
-class Prediction:
-    seconds: float
-    bound: str = ""
-    note: str = ""
-    engine_s: float = math.nan  # simulate() step time for multi-op rows, for comparison
+def row_times(rs: RowSet, params: Params) -> np.ndarray:
+    """Predicted seconds of every row of ``rs`` under ``params``."""
+    ev = evaluate(rs.table, params)
+    dur = ev.time[rs.op_term]
+    n = rs.n
+    timing = rs.rows["timing"].to_numpy()
+    op_timing = timing[rs.op_row] if len(rs.op_row) else np.array([], dtype=object)
+    host = np.zeros(len(dur))
+    for t, launch in LAUNCH_OF_TIMING.items():
+        m = op_timing == t
+        if m.any() and t != "graph":
+            host[m] = host_costs(rs.op_launches[m], launch, params)
+    g = op_timing == "graph"
+    if g.any():
+        host[g] = rs.op_launches[g] * params.scalar("host.graph_node")
+    D = np.bincount(rs.op_row, weights=dur, minlength=n)
+    H = np.bincount(rs.op_row, weights=host, minlength=n)
+    L = np.bincount(rs.op_row, weights=rs.op_launches, minlength=n)
+    out = np.empty(n)
+    loop = timing == "loop"
+    out[loop] = steady_period(H[loop], D[loop], rs.serial)
+    dev = timing == "device"
+    out[dev] = D[dev]
+    gr = timing == "graph"
+    if gr.any():
+        # one replay pays the graph launch once; the harness reports time per node
+        period = steady_period(H[gr] + params.scalar("host.graph_launch"), D[gr], rs.serial)
+        out[gr] = period / np.maximum(L[gr], 1.0)
+    for i in np.flatnonzero(timing == "step"):
+        m = rs.op_row == i
+        out[i] = chain_times(host[m], dur[m], rs.serial)[2][-1]
+    return out
 
 
-def _costs(graph, system: SystemSpec, cold: bool):
-    from simulator.costmodel import graph_costs, op_cost
+def bounds(rs: RowSet, params: Params) -> list[str]:
+    """The term that binds most of each row's op time (for reports)."""
+    from simulator.costmodel import costs_of
 
-    ops = [op for op in graph.ops if op.launches > 0 and op.kind != "view"]
-    if cold:
-        return ops, [op_cost(op, system, resident=frozenset()) for op in ops]
-    if len(ops) == 1:
-        return ops, [op_cost(ops[0], system)]
-    by_id = {c.op_id: c for c in graph_costs(graph, system)}
-    return ops, [by_id[op.id] for op in ops]
-
-
-def predict_case(case, system: SystemSpec) -> Prediction:
-    host = system.host
-    if case.family == "transfer":
-        from hw_models import physics
-
-        if not system.tiers:
-            raise PredictError(f"spec {system.id!r} has no host tier/link for transfer rows")
-        nbytes = case.work()["bytes"]
-        link = system.tiers[0].link
-        return Prediction(physics.link_time(nbytes, link), "link:host")
-    graph = trace_case(case)
-    ops, costs = _costs(graph, system, bool(case.params.get("cold")))
-    if not ops:
-        raise PredictError(f"{case.id}: traced no kernel-launching op")
-    launches = sum(op.launches for op in ops)
-    kern = math.fsum(c.time_s for c in costs)
-    in_model = case.family in ("model", "framework")
-    per_launch = host.dispatch_overhead if in_model or host.op_dispatch is None else host.op_dispatch
-    disp = launches * per_launch.value
-    bounds: dict[str, float] = {}
-    for c in costs:
-        bounds[c.bound] = bounds.get(c.bound, 0.0) + c.time_s
-    bound = max(bounds, key=bounds.get) if bounds else ""
-    cpu = system.device.kind == "cpu"
-    if case.family == "graph":
-        node = host.graph_node_cost.value
-        return Prediction(max(node, kern / max(launches, 1)), bound)
-    if in_model:
-        engine_s = math.nan
-        try:
-            from simulator import simulate
-
-            engine_s = float(simulate(graph, system, launch="eager").step_time_s)
-        except Exception as e:  # the engine's view is a comparison column only
-            if not getattr(e, "user_facing", False):
-                raise
-        if cpu:
-            return Prediction(kern + disp, bound, "cpu: dispatch + kernels in series", engine_s)
-        return Prediction(engine_s, bound, "simulate(launch=eager)", engine_s)
-    if cpu:
-        return Prediction(kern + disp, bound)
-    return Prediction(max(kern, disp), bound)
+    ev = evaluate(rs.table, params)
+    costs = costs_of(rs.table, ev, list(range(rs.table.n)))
+    out: list[dict[str, float]] = [{} for _ in range(rs.n)]
+    for j, i in zip(rs.op_term.tolist(), rs.op_row.tolist(), strict=True):
+        c = costs[j]
+        out[i][c.bound] = out[i].get(c.bound, 0.0) + c.time_s
+    return [max(b, key=b.get) if b else "" for b in out]
 
 
 def predict_frame(df: pd.DataFrame, system: SystemSpec, only_held_out: bool = False) -> pd.DataFrame:
     """Rows of ``df`` (status ok) with ``predicted_s``, ``ape``, ``held_out``, ``bound``, ``note``."""
-    out = []
-    for _, r in df.iterrows():
-        if str(r.get("status", "")) != "ok":
+    traced, notes = traced_rows(df)
+    rs = build_rowset(traced, system)
+    params = Params(system)
+    pred = row_times(rs, params) if rs.n else np.zeros(0)
+    res = rs.rows.copy()
+    res["predicted_s"] = pred
+    res["bound"] = bounds(rs, params) if rs.n else []
+    res["note"] = ""
+    extra = {r["case_id"]: r for _, r in df.iterrows()}
+    res["op"] = [extra[c].get("op", "") for c in res["case_id"]] if len(res) else []
+    res["p10_s"] = [float(extra[c].get("p10_s", math.nan)) for c in res["case_id"]] if len(res) else []
+    res["p90_s"] = [float(extra[c].get("p90_s", math.nan)) for c in res["case_id"]] if len(res) else []
+    # rows that could not be traced stay in the frame, unpredicted, with the reason
+    from .holdout import held_out
+
+    lost = []
+    for note in notes:
+        cid = note.split(":", 1)[0]
+        r = extra.get(cid)
+        if r is None:
             continue
-        ho = held_out(r["case_id"], r["family"])
-        if only_held_out and not ho:
-            continue
-        rec = {
-            "case_id": r["case_id"],
-            "family": r["family"],
-            "kind": r["kind"],
-            "measured_s": float(r["median_s"]),
-            "p10_s": float(r.get("p10_s", math.nan)),
-            "p90_s": float(r.get("p90_s", math.nan)),
-            "held_out": ho,
-        }
-        try:
-            p = predict_case(case_of(r), system)
-            rec.update(predicted_s=p.seconds, bound=p.bound, note=p.note, engine_s=p.engine_s)
-        except PredictError as e:
-            rec.update(predicted_s=math.nan, bound="", note=f"not predicted: {e}", engine_s=math.nan)
-        out.append(rec)
-    res = pd.DataFrame(out)
+        lost.append({"case_id": cid, "family": r["family"], "kind": r["kind"], "measured_s": float(r["median_s"]),
+                     "held_out": held_out(r.to_dict()), "timing": "", "spread": math.nan, "pinned": True,
+                     "predicted_s": math.nan, "bound": "", "note": note.split(": ", 1)[1], "op": r.get("op", ""),
+                     "p10_s": math.nan, "p90_s": math.nan})
+    if lost:
+        res = pd.concat([res, pd.DataFrame(lost)], ignore_index=True)
+    if only_held_out and len(res):
+        res = res[res["held_out"]].reset_index(drop=True)
     if len(res):
-        res["ape"] = (res["predicted_s"] / res["measured_s"] - 1.0).abs()
         res["signed_err"] = res["predicted_s"] / res["measured_s"] - 1.0
+        res["ape"] = res["signed_err"].abs()
     return res

@@ -18,8 +18,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default=None, help="starting spec (catalog id or YAML); default: this machine")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads while measuring (default: torch's); 1 resists noise on a shared machine")
-    p.add_argument("--stat", choices=("median", "p10"), default="median",
-                   help="which timing statistic to fit (p10 resists noise from other processes)")
     p.add_argument("--no-measure", action="store_true", help="refit the rows already in --out without measuring")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
@@ -46,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
     try:
-        out = calibrate(device, args.out, mode=mode, base=args.base, stat=args.stat, progress=progress,
+        out = calibrate(device, args.out, mode=mode, base=args.base, progress=progress,
                         measure=not args.no_measure, threads=args.threads)
     finally:
         if bar is not None:

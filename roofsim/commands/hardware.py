@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from hw_models.spec import EfficiencyCurve, Quantity, SystemSpec
+from hw_models.spec import EfficiencyCurve, Quantity, Switch, SystemSpec, TileSpec
 
 #: long sources wrap in the table instead of pushing it off the screen
 SOURCE_WIDTH = 72
@@ -179,6 +179,11 @@ def flatten(obj: Any, path: str) -> list[tuple[str, str, str]]:
     if isinstance(obj, EfficiencyCurve):
         by_bytes = "memory" in path or "link" in path
         return [(path, _fmt_curve(obj, "bytes" if by_bytes else "flop"), obj.source)]
+    if isinstance(obj, Switch):
+        return [(path, "yes" if obj.value else "no", obj.source)]
+    if isinstance(obj, TileSpec):
+        shapes = ", ".join(f"{m}x{n}" for m, n in obj.shapes)
+        return [(path, shapes + (" (split-K)" if obj.split_k else ""), obj.source)]
     if isinstance(obj, BaseModel):
         rows: list[tuple[str, str, str]] = []
         for name in type(obj).model_fields:
@@ -197,8 +202,8 @@ def flatten(obj: Any, path: str) -> list[tuple[str, str, str]]:
 
 def sections(system: SystemSpec) -> list[tuple[str, list[tuple[str, str, str]]]]:
     dev = system.device
-    compute = [r for name in ("name", "kind", "compute_units", "kernel_latency", "tile_m", "tile_n",
-                              "matrix", "vector", "atomics")
+    compute = [r for name in ("name", "kind", "compute_units", "kernel_latency", "serial_dispatch", "overlap",
+                              "tiles", "operand_level", "matrix", "vector", "atomics")
                for r in flatten(getattr(dev, name), name)]
     return [
         ("system", [("id", system.id, ""), ("name", system.name, ""), ("description", system.description, ""),

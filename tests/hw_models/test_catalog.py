@@ -249,7 +249,7 @@ def test_hbm3_pim_follows_attacc():
     stacks = t.link.bandwidth.value / 670e9
     assert stacks == pytest.approx(round(stacks), rel=1e-3)
     assert t.pim.internal_bandwidth.value / t.link.bandwidth.value == pytest.approx(9, rel=0.01)
-    assert t.link.efficiency.value == pytest.approx(0.85)
+    assert t.link.efficiency(1e9) == pytest.approx(0.85)
 
 
 def test_lpddr5x_pim_boost_within_geniepim_range():
@@ -296,12 +296,14 @@ def test_base_lists_replace_null_removes_attach_appends(tmp_path):
         interconnect: null
         attach: [cxl-expander-x8]
         device:
+          operand_level: null
           memory:
             - name: hbm
               capacity: {value: 40 GB, source: what-if}
               bandwidth: {value: 2 TB/s, source: what-if}
               latency: {value: 600 ns, source: what-if}
               efficiency: {value: 0.9, source: what-if}
+              persistent: {value: true, source: what-if}
         """)
     s = catalog.load(str(p))
     assert s.id == "pim-plus-cxl"
@@ -372,7 +374,7 @@ def test_top_level_must_be_a_mapping(tmp_path):
 @pytest.mark.parametrize(
     "override, field, reason",
     [
-        ("device:\n  compute_units: {value: -5, source: x}\n", "device.compute_units", "non-negative"),
+        ("device:\n  compute_units: {value: -5, source: x}\n", "device.compute_units", ">= 1"),
         ("host:\n  cores: {value: 56}\n", "host.cores", "source"),
         ("device:\n  kernel_latency: {value: 3 GB, source: x}\n", "device.kernel_latency", "not a time unit"),
         ("device:\n  matrix:\n    bf17: {peak: {value: 1 TFLOP/s, source: x}, efficiency: {value: 0.5, source: x}}\n",

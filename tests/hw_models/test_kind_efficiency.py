@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hw_models import physics
 from hw_models.catalog import load
 from hw_models.spec import ComputeUnit, EfficiencyCurve
+from simulator.costmodel import Structure, kind_keys
+from simulator.params import Params
+from workloads.op import Op
 
 
 def _unit(**kinds):
@@ -33,21 +35,36 @@ def test_most_specific_key_wins_then_kind_then_generic():
     assert u.curve(())(1e6) == 0.5
 
 
-def test_compute_time_reads_the_kind_curve():
+def _rate(u: ComputeUnit, keys: tuple[str, ...], flops: float) -> float:
+    """The rate the cost model reads for an op with these efficiency keys (simulator.params)."""
+    sys_ = load("xeon-8480")
+    sys_.device.vector["fp32"] = u
+    st = Structure(sys_)
+    return float(Params(sys_).rate(st.rate_key("vector.fp32", keys), flops))
+
+
+def test_the_cost_model_reads_the_kind_curve():
     u = _unit(softmax=0.1)
-    # 1e6 FLOPs at 100 GFLOP/s: 0.5 generic -> 20 us, 0.1 for softmax -> 100 us
-    assert physics.compute_time(1e6, u) == pytest.approx(20e-6)
-    assert physics.compute_time(1e6, u, kind=("softmax.softmax", "softmax")) == pytest.approx(100e-6)
-    assert physics.compute_time(1e6, u, kind=("norm",)) == pytest.approx(20e-6)
+    # 100 GFLOP/s: 0.5 generic -> 50 GFLOP/s, 0.1 for softmax -> 10 GFLOP/s
+    assert _rate(u, (), 1e6) == pytest.approx(50e9)
+    assert _rate(u, ("softmax.softmax", "softmax"), 1e6) == pytest.approx(10e9)
+    assert _rate(u, ("norm",), 1e6) == pytest.approx(50e9)
+
+
+def _op(kind, name, **attrs):
+    return Op(0, name, kind, "fp32", attrs=attrs)
 
 
 def test_kind_keys_parse_traced_names():
-    assert physics.kind_keys("elementwise", "aten.gelu.default") == ("elementwise.gelu", "elementwise")
-    assert physics.kind_keys("elementwise", "aten.add_.Scalar") == ("elementwise.add", "elementwise")
-    assert physics.kind_keys("softmax", "aten._softmax.default") == ("softmax.softmax", "softmax")
-    assert physics.kind_keys("attention", "aten::scaled_dot_product_attention") == (
-        "attention.scaled_dot_product_attention", "attention")
-    assert physics.kind_keys("norm", "") == ("norm",)
+    assert kind_keys(_op("elementwise", "aten.gelu.default")) == ("elementwise.gelu", "elementwise")
+    assert kind_keys(_op("elementwise", "aten.add_.Scalar")) == ("elementwise.add", "elementwise")
+    assert kind_keys(_op("softmax", "aten._softmax.default")) == ("softmax.softmax", "softmax")
+    assert kind_keys(_op("norm", "")) == ("norm",)
+    # attention is keyed by phase: a few query rows over a cache, or square prefill tiles
+    assert kind_keys(_op("attention", "aten::scaled_dot_product_attention", sq=1, skv=4096)) == (
+        "attention.decode", "attention")
+    assert kind_keys(_op("attention", "aten::scaled_dot_product_attention", sq=512, skv=512)) == (
+        "attention.prefill", "attention")
 
 
 def test_kind_curve_needs_a_source_and_valid_points():
@@ -62,7 +79,7 @@ def test_kind_curve_needs_a_source_and_valid_points():
 @given(st.floats(0.01, 1.0), st.floats(0.01, 1.0), st.floats(1.0, 1e12))
 def test_more_kind_efficiency_is_never_slower(e1, e2, flops):
     lo, hi = sorted((e1, e2))
-    t_lo = physics.compute_time(flops, _unit(matmul=lo), kind=("matmul",))
-    t_hi = physics.compute_time(flops, _unit(matmul=hi), kind=("matmul",))
+    t_lo = flops / _rate(_unit(matmul=lo), ("matmul",), flops)
+    t_hi = flops / _rate(_unit(matmul=hi), ("matmul",), flops)
     assert t_hi <= t_lo * (1 + 1e-12)
     assert isinstance(_unit(matmul=lo).kind_efficiency["matmul"], EfficiencyCurve)

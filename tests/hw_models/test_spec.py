@@ -36,9 +36,9 @@ def curve(points=None, value=None):
     return out
 
 
-def level(name, capacity="1 GiB", bandwidth="1 TB/s"):
+def level(name, capacity="1 GiB", bandwidth="1 TB/s", persistent=True):
     return {"name": name, "capacity": q(capacity), "bandwidth": q(bandwidth), "latency": q("100 ns"),
-            "efficiency": curve(value=0.8)}
+            "efficiency": curve(value=0.8), "persistent": q(persistent)}
 
 
 def device_doc():
@@ -51,6 +51,10 @@ def device_doc():
         "memory": [level("l2", "50 MB", "10 TB/s"), level("hbm", "80 GB", "3 TB/s")],
         "kernel_latency": q("3 us"),
         "atomics": {"update_rate": q("10 G/s"), "same_address_rate": q("1 G/s")},
+        "tiles": {"shapes": [[128, 128]], "source": "test"},
+        "operand_level": "l2",
+        "overlap": q(2),
+        "serial_dispatch": q(False),
     }
 
 
@@ -97,7 +101,9 @@ def test_quantity_keeps_its_source_and_formats_with_its_unit():
         ({"value": "80 GiB"}, "source"),
         ({"value": "80 GiB", "source": ""}, "source"),
         ("80 GiB", "source"),
-        ({"value": "-1 GiB", "source": "x"}, "non-negative"),
+        ({"value": "-1 GiB", "source": "x"}, "> 0"),
+        ({"value": "0 GiB", "source": "x"}, "> 0"),
+        ({"value": "2e18 B", "source": "x"}, "not plausible"),
         ({"value": "80 GB/s", "source": "x"}, "not a bytes unit"),
         ({"value": 80, "source": "x"}, "no unit"),
         ({"value": "80 GiB", "source": "x", "note": "extra"}, "xtra"),
@@ -152,7 +158,8 @@ def test_pim_tier_needs_a_pim_section():
             "latency": q("100 ns"), "link": link_doc("internal")}
     with pytest.raises(ValidationError, match="needs a 'pim' section"):
         TierSpec.model_validate(tier)
-    tier["pim"] = {"internal_bandwidth": q("1 TB/s"), "peak": q("1 TFLOP/s"), "mode_switch": q("1 us")}
+    tier["pim"] = {"internal_bandwidth": q("1 TB/s"), "peak": q("1 TFLOP/s"), "mode_switch": q("1 us"),
+                   "max_rows": q(8)}
     assert TierSpec.model_validate(tier).pim.dtypes == ["fp16", "bf16"]
 
 
@@ -177,6 +184,58 @@ def test_duplicate_tier_names_and_tier_lookup():
     assert s.tier("cxl").link.bandwidth.value == 64e9
     with pytest.raises(KeyError, match="has no tier 'pim'"):
         s.tier("pim")
+
+
+@pytest.mark.parametrize("where, value, fragment", [
+    (("device", "memory", 1, "bandwidth"), "0 TB/s", "> 0"),
+    (("device", "matrix", "bf16", "peak"), "0 FLOP/s", "> 0"),
+    (("device", "compute_units"), 0, ">= 1"),
+    (("device", "compute_units"), 1e26, "not plausible"),
+    (("device", "memory", 1, "capacity"), "1e30 B", "not plausible"),
+    (("host", "dispatch_overhead"), "5 s", "not plausible"),
+])
+def test_spec_numbers_out_of_range_name_the_field(where, value, fragment):
+    doc = system_doc()
+    node = doc
+    for k in where[:-1]:
+        node = node[k]
+    node[where[-1]] = q(value)
+    with pytest.raises(ValidationError) as e:
+        SystemSpec.model_validate(doc)
+    assert fragment in str(e.value) and str(where[-1]) in str(e.value)
+
+
+def test_num_devices_is_bounded():
+    doc = system_doc()
+    doc["num_devices"] = int(1e26)
+    with pytest.raises(ValidationError, match="num_devices"):
+        SystemSpec.model_validate(doc)
+
+
+def test_switches_need_a_boolean_and_a_source():
+    doc = system_doc()
+    doc["device"]["serial_dispatch"] = {"value": "yes", "source": "x"}
+    with pytest.raises(ValidationError, match="true or false"):
+        SystemSpec.model_validate(doc)
+    doc["device"]["serial_dispatch"] = {"value": True}
+    with pytest.raises(ValidationError, match="source"):
+        SystemSpec.model_validate(doc)
+
+
+def test_cacheline_links_need_their_line_size_and_lines_in_flight():
+    doc = link_doc("cxl")
+    doc["access"] = "cacheline"
+    with pytest.raises(ValidationError, match="outstanding_lines"):
+        LinkSpec.model_validate(doc)
+    doc.update(granularity=q("64 B"), outstanding_lines=q(256))
+    assert LinkSpec.model_validate(doc).outstanding_lines.value == 256
+
+
+def test_operand_level_must_be_a_memory_level():
+    doc = device_doc()
+    doc["operand_level"] = "l7"
+    with pytest.raises(ValidationError, match="operand_level"):
+        DeviceSpec.model_validate(doc)
 
 
 def test_efficiency_curve_sorts_interpolates_and_holds_flat():

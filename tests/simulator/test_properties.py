@@ -98,6 +98,9 @@ def test_more_bandwidth_is_never_slower(specs, hw, factor, w, prefetch):
 @common
 @given(graphs, st.sampled_from(SYSTEMS), st.data())
 def test_fewer_launches_are_never_slower(specs, hw, data):
+    # one stream, for the reason given above: across streams a shorter op can move an
+    # overlap onto a worse pairing (seen: 1e-12 s of 1.7e-5 s with two streams sharing L2)
+    specs = [{**s, "stream": 0} for s in specs]
     sys_ = catalog.load(hw)
     g = _graph(specs)
     fewer = _graph(specs)

@@ -13,6 +13,7 @@ import pytest
 
 from hw_models import catalog, physics
 from simulator import simulate
+from simulator.params import Params
 from simulator.placement import Placement
 from workloads.graph import WorkloadGraph
 from workloads.op import Access, Op
@@ -91,19 +92,27 @@ def test_kv_in_cxl_vs_host_changes_step_time_as_the_link_model_says():
     # Both links move 64 GB/s x 0.85 per direction; CXL.mem pays one ~210 ns load round
     # trip per op, PCIe DMA ~2 us of setup. With the KV cache far away, each attention op
     # is bound by its KV bytes over the link, so the step difference must equal the sum of
-    # physics.link_time differences over the ops that touch the KV cache.
+    # link-time differences (latency + wire bytes / rate) over the ops that touch the KV cache.
     _need("h100-sxm-cxl")
     sys_ = catalog.load("h100-sxm-cxl")
     g = graph(phase="decode", batch=1, context=2048)
     t = {kv: simulate(g, sys_, placement=Placement(kv_cache=kv), launch="graph").step_time_s for kv in ("host", "cxl")}
     near = simulate(g, sys_, launch="graph").step_time_s
+    p = Params(sys_)
+
+    def link_time(nbytes, tier):
+        link = sys_.tier(tier).link
+        cl = link.access == "cacheline"
+        wire = physics.link_wire_bytes(nbytes, cl, link.granularity.value if cl else 0.0)
+        return p.scalar(f"latency:link:{tier}") + wire / float(p.rate(f"link:{tier}", wire))
+
     expect = 0.0
     for op in g.ops:
         rd = sum(a.bytes for a in op.reads if a.role == "kv_cache")
         wr = sum(a.bytes for a in op.writes if a.role == "kv_cache")
         for nbytes in (rd, wr):
             if nbytes:
-                expect += physics.link_time(nbytes, sys_.tier("host").link) - physics.link_time(nbytes, sys_.tier("cxl").link)
+                expect += link_time(nbytes, "host") - link_time(nbytes, "cxl")
     assert t["host"] > near and t["cxl"] > near
     assert t["host"] - t["cxl"] == pytest.approx(expect, rel=0.1)
 
@@ -144,7 +153,7 @@ def test_sparse_topk_kv_over_cacheline_cxl_beats_bulk_prefix_transfer():
     row = 2 * 8 * 128 * 2  # K and V, 8 KV heads x 128 dims, bf16
     sparse = simulate(_topk_graph(32768, 2048, row, bulk=False), sys_, placement=Placement(kv_cache="cxl"))
     bulk = simulate(_topk_graph(32768, 2048, row, bulk=True), sys_, placement=Placement(kv_cache="host"))
-    per_row_dma = 2048 * physics.link_latency(sys_.tier("host").link)
+    per_row_dma = 2048 * sys_.tier("host").link.latency.value  # bulk DMA pays its setup per transfer
     assert sparse.step_time_s < bulk.step_time_s / 4
     assert sparse.step_time_s < per_row_dma
     assert bulk.summary()["bottleneck"] == "link"

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from validation.compare import error_summary, error_table
-from validation.predict import HELD_OUT_PERCENT, held_out
+from validation.holdout import family_key, held_out
 
 
 def _frame(meas, pred, kinds, fams=None):
@@ -44,13 +44,36 @@ def test_empty_summary():
     assert s["n"] == 0 and s["median_ape"] is None
 
 
-@given(st.text(min_size=1, max_size=40))
-def test_split_is_deterministic(case_id):
-    assert held_out(case_id, "matmul") == held_out(case_id, "matmul")
-    assert held_out(case_id, "model")
+def _row(family="matmul", op="mm", dtype="fp32", flops=1e6, nbytes=1e5, params=""):
+    return {"family": family, "op": op, "dtype": dtype, "flops": flops, "bytes": nbytes, "params": params}
 
 
-def test_split_fraction():
-    ids = [f"matmul/mm/fp32/m{i}" for i in range(2000)]
-    frac = np.mean([held_out(i, "matmul") for i in ids])
-    assert abs(frac - HELD_OUT_PERCENT / 100) < 0.05
+@given(st.sampled_from(["matmul", "elementwise", "norm", "attention"]), st.floats(1.0, 1e12))
+def test_split_is_deterministic_and_whole_model_steps_always_held_out(family, size):
+    r = _row(family, flops=size, nbytes=size)
+    assert held_out(r) == held_out(dict(r))
+    assert held_out(_row("model", params='{"model": "gpt2"}'))
+    assert not held_out(_row("framework", params='{"model": "gpt2"}'))
+    assert not held_out(_row("dispatch"))
+
+
+def test_neighbours_share_a_family_so_they_share_a_side():
+    # the same op within one decade of size is one family: all held out or all trained
+    sides = {held_out(_row(flops=f)) for f in (1.1e6, 2e6, 5e6, 9.9e6)}
+    assert len(sides) == 1
+    assert family_key(_row(flops=2e6)) == family_key(_row(flops=9e6)) != family_key(_row(flops=2e7))
+    # memory-bound families are banded by bytes, matrix families by FLOPs
+    assert family_key(_row("norm", "rms_norm", nbytes=3e5, flops=1e9)).endswith("1e5")
+
+
+def test_public_rows_are_held_out_by_model():
+    a = _row("linear", params='{"model": "meta-llama/Llama-2-7b-hf", "tp": 1}')
+    b = _row("norm", "rms_norm", nbytes=1e9, params='{"model": "meta-llama/Llama-2-7b-hf", "tp": 8}')
+    assert family_key(a) == family_key(b) == "model:meta-llama/Llama-2-7b-hf"
+    assert held_out(a) == held_out(b)
+
+
+def test_split_fraction_is_about_a_third():
+    fams = [_row(op=f"op{i}") for i in range(600)]
+    frac = np.mean([held_out(r) for r in fams])
+    assert abs(frac - 1 / 3) < 0.06

@@ -1,0 +1,62 @@
+"""Which measured rows are held out from the fit, decided before any fit runs.
+
+The split is by *shape family*, never by random row, so a held-out row's near
+neighbours are not in training: every row of one family is on the same side.
+
+* rows of a public dataset that name a model (``params.model``, a Hugging Face id):
+  the family is the model; the fit sees some models and is judged on others;
+* harness kernel rows: the family is the op at one dtype in one decade of work size
+  (``floor(log10(bytes or FLOPs))``): a held-out row's nearest training rows of the
+  same op are at least a decade band away, so the curve must interpolate, not recall;
+* whole-model steps (``model``) are always held out, and the rows that calibrate
+  host overheads (``framework``: kernel-free runs of model code; ``dispatch``: bare
+  tiny ops) always train.
+
+A family is held out when the SHA-256 of its key, read as an integer, is divisible by
+3: a fixed third, the same on every machine, chosen by nobody.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+ALWAYS_HELD = ("model",)
+NEVER_HELD = ("framework", "dispatch")
+#: families measured as matrix work (their size is FLOPs, the rest bytes)
+_FLOP_FAMILIES = ("matmul", "gemv", "attention")
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    p = row.get("params") or ""
+    if isinstance(p, dict):
+        return p
+    if isinstance(p, float) or not p:  # NaN from pandas
+        return {}
+    try:
+        out = json.loads(p)
+    except (TypeError, json.JSONDecodeError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def family_key(row: dict[str, Any]) -> str:
+    """The shape family a measured row belongs to (see the module docstring)."""
+    params = _params(row)
+    if params.get("model") and row.get("family") not in ALWAYS_HELD + NEVER_HELD:
+        return f"model:{params['model']}"
+    fam = str(row.get("family"))
+    size = float(row.get("flops") if fam in _FLOP_FAMILIES else row.get("bytes") or 0.0) or 0.0
+    band = math.floor(math.log10(size)) if size > 0 else 0
+    return f"{fam}/{row.get('op')}/{row.get('dtype')}/1e{band}"
+
+
+def held_out(row: dict[str, Any]) -> bool:
+    fam = str(row.get("family"))
+    if fam in ALWAYS_HELD:
+        return True
+    if fam in NEVER_HELD:
+        return False
+    return int(hashlib.sha256(family_key(row).encode()).hexdigest(), 16) % 3 == 0
