@@ -344,6 +344,9 @@ class LinkSpec(_Strict):
     #: cache-line links: lines a device keeps in flight (request credits); Little's law
     #: caps the link at ``outstanding_lines x granularity / latency``
     outstanding_lines: Count | None = None
+    #: device fabrics: the fixed time of one collective call beyond its algorithm's steps
+    #: (the communication library's protocol setup and the wait for every rank to arrive)
+    collective_latency: Seconds | None = None
 
     @model_validator(mode="after")
     def _cacheline(self) -> LinkSpec:
@@ -398,6 +401,12 @@ class SystemSpec(_Strict):
     #: device-to-device fabric used for tensor-parallel collectives
     interconnect: LinkSpec | None = None
     tiers: list[TierSpec] = []
+
+    @model_validator(mode="after")
+    def _fabric(self) -> SystemSpec:
+        if self.interconnect is not None and self.interconnect.collective_latency is None:
+            raise ValueError("interconnect needs 'collective_latency' (the fixed time of one collective call)")
+        return self
 
     @model_validator(mode="after")
     def _unique_tiers(self) -> SystemSpec:

@@ -13,8 +13,10 @@ The uncontended duration of an op is
 
     time_s = fixed_s + max(overlap_p(compute_s, memory_s), atomic_s, pim_s)
 
-with ``memory_s`` the slowest of its byte demands and ``overlap_p`` the p-norm of the
-device's ``overlap`` exponent (``physics.overlap``); ``bound`` names the largest term.
+with ``memory_s`` the slowest of its byte demands; ``bound`` names the largest term.
+``overlap_p`` is the p-norm of the device's ``overlap`` exponent (``physics.overlap``)
+for matrix ops, whose tile pipelines overlap math and loads imperfectly, and the plain
+max for streaming ops (pointwise, norms, copies), whose loads and math interleave.
 The engine shares each resource's bandwidth among concurrent ops using
 ``Demand.bandwidth`` (the rate this op gets alone). ``roofline_s`` is the pure roofline
 bound: FLOPs / peak and bytes / peak bandwidth at each resource, no efficiency,
@@ -275,6 +277,8 @@ class OpTerms:
     unit: str = ""
     #: the op's efficiency keys (``kind_keys``), for grouping compute curves
     keys: tuple[str, ...] = ()
+    #: a matrix op: compute and memory combine by the device's overlap p-norm
+    matrix: bool = False
 
     def demand(self, resource: str, key: str, nbytes: float, label: str, peak: float, size: float | None = None) -> None:
         e = self.demands.get(resource)
@@ -433,7 +437,7 @@ def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | N
 
 def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     """Add the compute groups of an op; returns its compute roofline seconds."""
-    matrix = op.kind in MATRIX_KINDS
+    matrix = t.matrix = op.kind in MATRIX_KINDS
     a = op.attrs
     m, n, k = a.get("m"), a.get("n"), a.get("k")
     gemm = matrix and m and n and k
@@ -576,6 +580,7 @@ class TermTable:
         self.atomic = [(i, t.atomic) for i, t in enumerate(terms) if t.atomic is not None]
         self.pim = [(i, t.pim) for i, t in enumerate(terms) if t.pim is not None]
         self.coll = [(i, t.collective) for i, t in enumerate(terms) if t.collective is not None]
+        self.matrix = np.array([t.matrix for t in terms], dtype=bool)
 
 
 def _group(keys: list) -> dict:
@@ -647,7 +652,7 @@ def evaluate(table: TermTable, params: Params) -> Evaluation:
         lat = params.scalar("latency:link:interconnect")
         secs, algo = physics.collective_time(kind, size, ranks, rate, lat, ("ring", "tree"))
         traffic, steps = physics.collective_terms(kind, ranks, algo)
-        fixed[i] += steps * lat
+        fixed[i] += steps * lat + params.scalar("call_latency:link:interconnect")
         coll[i] = (res, traffic * size, rate, algo)
         if traffic * size > 0:
             memory[i] = max(memory[i], traffic * size / rate)
@@ -663,7 +668,9 @@ def evaluate(table: TermTable, params: Params) -> Evaluation:
     for i, (tier, passes, bpp, fpp) in table.pim:
         pim[i] = physics.pim_time(passes, bpp, fpp, params.scalar(f"pim:{tier}.internal"),
                                   params.scalar(f"pim:{tier}.peak"), params.scalar(f"pim:{tier}.mode_switch"))
-    body = np.maximum(np.maximum(physics.overlap(compute, memory, params.scalar("overlap")), atomic), pim)
+    mixed = np.where(table.matrix, physics.overlap(compute, memory, params.scalar("overlap")),
+                     np.maximum(compute, memory))
+    body = np.maximum(np.maximum(mixed, atomic), pim)
     return Evaluation(fixed, compute, memory, atomic, pim, fixed + body, dem_rate, dem_time, coll)
 
 

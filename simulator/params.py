@@ -18,6 +18,7 @@ key                                what                                        k
 ``link:<tier>``                    a tier's link, per direction, by bytes       curve B/s
 ``link:interconnect``              the device fabric, by message bytes          curve B/s
 ``latency:<link key>``             per transfer / per collective step          seconds
+``call_latency:link:interconnect``  fixed time of one collective call           seconds
 ``kernel_latency``                 device-side time of one kernel               seconds
 ``atomics.update_rate``            distinct-address atomic updates              /s
 ``atomics.same_address_rate``      same-address updates (serialised)            /s
@@ -182,6 +183,8 @@ class Params:
             return host.graph_node_cost.value
         if key.startswith("latency:"):
             return self.link(key.removeprefix("latency:")).latency.value
+        if key.startswith("call_latency:"):
+            return self.link(key.removeprefix("call_latency:")).collective_latency.value
         if key.startswith("pim:"):
             tier, _, what = key[4:].rpartition(".")
             pim = self._tier(tier).pim
@@ -219,7 +222,7 @@ class Params:
             if t.pim is not None:
                 keys += [f"pim:{t.name}.{w}" for w in ("internal", "peak", "mode_switch")]
         if system.interconnect is not None:
-            keys += ["link:interconnect", "latency:link:interconnect"]
+            keys += ["link:interconnect", "latency:link:interconnect", "call_latency:link:interconnect"]
         return keys + list(SCALARS)
 
     def peak(self, key: str) -> float:

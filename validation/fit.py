@@ -270,6 +270,7 @@ def _key_sizes(rs: RowSet, train: np.ndarray) -> tuple[dict[str, list[float]], d
     for i, (_k, _n, size, _res) in t.coll:
         add("link:interconnect", i, size)
         add("latency:link:interconnect", i, None)
+        add("call_latency:link:interconnect", i, None)
     all_rows = set(np.flatnonzero(train).tolist())
     timing = rs.rows["timing"].to_numpy()
     for key, timings in (("host.op_dispatch", ("loop",)), ("host.dispatch", ("step",)),
@@ -277,7 +278,7 @@ def _key_sizes(rs: RowSet, train: np.ndarray) -> tuple[dict[str, list[float]], d
         r = {i for i in all_rows if timing[i] in timings}
         if r:
             rows[key] = r
-    both = {r for j, rs_ in term_rows.items() if t.terms[j].compute and t.terms[j].demands for r in rs_}
+    both = {r for j, rs_ in term_rows.items() if t.terms[j].matrix and t.terms[j].demands for r in rs_}
     if both:
         rows["overlap"] = both
     return sizes, rows

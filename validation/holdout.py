@@ -5,6 +5,7 @@ neighbours are not in training: every row of one family is on the same side.
 
 * rows of a public dataset that name a model (``params.model``, a Hugging Face id):
   the family is the model; the fit sees some models and is judged on others;
+* collectives: the family is the group size (a fit on 2 and 4 ranks predicts 8);
 * harness kernel rows: the family is the op at one dtype in one decade of work size
   (``floor(log10(bytes or FLOPs))``): a held-out row's nearest training rows of the
   same op are at least a decade band away, so the curve must interpolate, not recall;
@@ -48,6 +49,10 @@ def family_key(row: dict[str, Any]) -> str:
     if params.get("model") and row.get("family") not in ALWAYS_HELD + NEVER_HELD:
         return f"model:{params['model']}"
     fam = str(row.get("family"))
+    if fam == "collective":
+        # a collective's family is its group size: the fit must predict a group it never saw
+        shape = json.loads(row["shape"]) if isinstance(row.get("shape"), str) else (row.get("shape") or {})
+        return f"collective/{row.get('op')}/{row.get('dtype')}/ranks{shape.get('ranks')}"
     size = float(row.get("flops") if fam in _FLOP_FAMILIES else row.get("bytes") or 0.0) or 0.0
     band = math.floor(math.log10(size)) if size > 0 else 0
     return f"{fam}/{row.get('op')}/{row.get('dtype')}/1e{band}"

@@ -70,16 +70,30 @@ def timing_of(row: pd.Series | dict[str, Any]) -> str:
 
 _TRACES: dict[str, Any] = {}
 
+#: case params that change the work traced (the rest, such as a public row's model and
+#: TP degree, say where a row came from, not what ran)
+TRACE_PARAMS = ("causal", "bias", "fusion", "pinned", "direction", "collective")
+
+
+def _trace_key(case: Case) -> str:
+    if case.family in ("model", "framework"):
+        return case.id
+    return Case(case.family, case.op, case.shape, case.dtype,
+                {k: v for k, v in case.params.items() if k in TRACE_PARAMS}).id
+
 
 def trace_case(case: Case):
     """The ``WorkloadGraph`` of one case (``PredictError`` if it cannot be built here)."""
-    got = _TRACES.get(case.id)
+    key = _trace_key(case)
+    got = _TRACES.get(key)
     if got is not None:
         return got
     if case.family in ("model", "framework"):
         g = _trace_model(case)
     elif case.family == "transfer":
         g = _transfer_graph(case)
+    elif case.family == "collective":
+        g = _collective_graph(case)
     else:
         from workloads.tracer import trace
 
@@ -95,7 +109,7 @@ def trace_case(case: Case):
         from workloads.fusion import fuse
 
         g = fuse(g, fusion)
-    _TRACES[case.id] = g
+    _TRACES[key] = g
     return g
 
 
@@ -143,6 +157,19 @@ def _transfer_graph(case: Case):
     g.add(Op(0, "aten::copy_", "transfer", case.dtype, reads=[Access("src", nbytes, "activation")],
              writes=[Access("dst", nbytes, "output")],
              attrs={"tier": "host", "direction": direction, "bytes": nbytes}))
+    return g
+
+
+def _collective_graph(case: Case):
+    """One collective of ``bytes`` over ``ranks`` devices (as NCCL runs it, one kernel)."""
+    from workloads.graph import WorkloadGraph
+    from workloads.op import Access, Op
+
+    nbytes, ranks = int(case.shape["bytes"]), int(case.shape["ranks"])
+    g = WorkloadGraph(meta={"model": case.id})
+    g.add(Op(0, f"c10d::{case.op}", "collective", case.dtype, reads=[Access("buf", nbytes, "activation")],
+             writes=[Access("buf", nbytes, "activation")],
+             attrs={"collective": case.op, "n": ranks, "bytes": nbytes}))
     return g
 
 

@@ -102,7 +102,11 @@ def apply_fit(base: SystemSpec, res: FitResult, source: str) -> tuple[SystemSpec
             else:
                 notes.append(f"{key}: fitted but has no home in the spec; not written")
             continue
-        if key.startswith("latency:link:"):
+        if key.startswith("call_latency:link:"):
+            name = key.removeprefix("call_latency:link:")
+            link = spec.interconnect if name == "interconnect" else spec.tier(name).link
+            link.collective_latency = _mk(link.latency, v, src)
+        elif key.startswith("latency:link:"):
             name = key.removeprefix("latency:link:")
             link = spec.interconnect if name == "interconnect" else spec.tier(name).link
             link.latency = _mk(link.latency, v, src)

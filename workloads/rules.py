@@ -40,6 +40,7 @@ def _ew(n: float = 1.0) -> Rule:
 #   layer_norm (mean, sub, square, mean, add eps, rsqrt, mul, mul+add affine): 8
 #   rms_norm (square, mean, add eps, rsqrt, mul, mul weight): 5
 #   softmax (max, sub, exp, sum, div): 5
+#   gather (index arithmetic per element fetched): 1
 RULES: dict[str, Rule] = {
     # matrix products: FLOPs = 2*batch*m*n*k
     **{n: Rule("matmul", "matmul") for n in ("mm", "bmm", "addmm", "baddbmm", "linear", "matmul", "_int_mm")},
@@ -90,7 +91,7 @@ RULES: dict[str, Rule] = {
     "_log_softmax": Rule("softmax", "softmax", 6),
     "_safe_softmax": Rule("softmax", "softmax", 5),
     # gathers: read only the rows they fetch
-    **{n: Rule("gather", "gather") for n in ("embedding", "index_select", "gather", "index", "take")},
+    **{n: Rule("gather", "gather", 1) for n in ("embedding", "index_select", "gather", "index", "take")},
     # scatters that accumulate (atomics)
     **{n: Rule("scatter", "scatter") for n in ("index_add", "scatter_add", "scatter_reduce", "index_reduce")},
     "index_put": Rule("scatter", "index_put"),

@@ -210,8 +210,10 @@ class Tracer:
         elif rule.cost in ("reduce", "norm", "softmax"):
             flops = rule.per_elem * (ins[0].numel() if ins else 0)
         elif rule.cost == "gather":
-            # the table is read only where indexed: as many elements as the output holds
+            # the table is read only where indexed: as many elements as the output holds;
+            # one FLOP per element for the index arithmetic (a convention, as for pointwise ops)
             read_elems[id(ins[0])] = outs[0].numel() if outs else 0
+            flops = rule.per_elem * (outs[0].numel() if outs else 0)
         elif rule.cost in ("scatter", "index_put"):
             accumulate = bool(args[3] if len(args) > 3 else kwargs.get("accumulate", False)) \
                 if rule.cost == "index_put" else True

@@ -37,6 +37,10 @@ KIND_OF_FAMILY = {
     "transfer": "transfer",
     "model": "model",
     "framework": "framework",
+    "linear": "matmul",
+    "rotary": "elementwise",
+    "gather": "gather",
+    "collective": "collective",
 }
 
 
@@ -98,6 +102,8 @@ class _FnModule(torch.nn.Module):
 
 
 def _rand(gen: torch.Generator, shape: tuple[int, ...], dtype: str, device: str) -> torch.Tensor:
+    if device == "meta":  # tracing needs shapes, not values: drawing them would cost more than the trace
+        return torch.empty(shape, dtype=DTYPES[dtype], device="meta")
     # drawn on the CPU from a seeded generator, so every device sees the same values
     t = torch.randn(shape, generator=gen, dtype=torch.float32)
     t = t.to(DTYPES[dtype])
@@ -125,6 +131,41 @@ def _matmul(c: Case, device: str, gen: torch.Generator):
     return torch.mm, (a, b)
 
 
+def _linear(c: Case, device: str, gen: torch.Generator):
+    """A projection as a serving engine runs it: ``x[m, k] @ w[n, k]^T`` (+ bias)."""
+    m, n, k = c.shape["m"], c.shape["n"], c.shape["k"]
+    x = _rand(gen, (m, k), c.dtype, device)
+    w = _rand(gen, (n, k), c.dtype, device)
+    if c.params.get("bias"):
+        return torch.nn.functional.linear, (x, w, _rand(gen, (n,), c.dtype, device))
+    return torch.nn.functional.linear, (x, w)
+
+
+def _rotary(c: Case, device: str, gen: torch.Generator):
+    """Rotary embedding of q and k for ``tokens`` rows (Llama's rotate-half form)."""
+    t, h, hkv, d = (c.shape[k] for k in ("tokens", "heads", "kv_heads", "head_dim"))
+    q = _rand(gen, (t, h, d), c.dtype, device)
+    k = _rand(gen, (t, hkv, d), c.dtype, device)
+    cos = _rand(gen, (t, 1, d), c.dtype, device)
+    sin = _rand(gen, (t, 1, d), c.dtype, device)
+
+    def half(x):
+        return torch.cat((-x[..., d // 2:], x[..., : d // 2]), dim=-1)
+
+    return (lambda q_, k_, c_, s_: (q_ * c_ + half(q_) * s_, k_ * c_ + half(k_) * s_)), (q, k, cos, sin)
+
+
+def _embedding(c: Case, device: str, gen: torch.Generator):
+    t, vocab, h = c.shape["tokens"], c.shape["vocab"], c.shape["hidden"]
+    ids = torch.randint(0, vocab, (t,), generator=gen).to(device)
+    w = _rand(gen, (vocab, h), c.dtype, device)
+    return torch.nn.functional.embedding, (ids, w)
+
+
+def _collective(c: Case, device: str, gen: torch.Generator):
+    raise ValueError("collectives are measured across processes (torch.distributed), not by this harness")
+
+
 def _gemv(c: Case, device: str, gen: torch.Generator):
     n, k = c.shape["n"], c.shape["k"]
     x = _rand(gen, (1, k), c.dtype, device)
@@ -142,6 +183,11 @@ _ELEMENTWISE = {
 
 
 def _elementwise(c: Case, device: str, gen: torch.Generator):
+    if c.op == "silu_mul":
+        # a gated activation: x [rows, 2 cols] -> silu(first half) * second half
+        rows, cols = c.shape["rows"], c.shape["cols"]
+        x = _rand(gen, (rows, 2 * cols), c.dtype, device)
+        return (lambda t: torch.nn.functional.silu(t[:, :cols]) * t[:, cols:]), (x,)
     fn, arity = _ELEMENTWISE[c.op]
     n = c.shape["n"]
     return fn, tuple(_rand(gen, (n,), c.dtype, device) for _ in range(arity))
@@ -270,6 +316,10 @@ _BUILDERS: dict[str, Callable[[Case, str, torch.Generator], tuple[Callable[..., 
     "transfer": _transfer,
     "model": _model,
     "framework": _model,
+    "linear": _linear,
+    "rotary": _rotary,
+    "gather": _embedding,
+    "collective": _collective,
 }
 
 # -- compulsory work ----------------------------------------------------------------
@@ -298,6 +348,29 @@ def _work(c: Case) -> dict[str, float]:
         n, k = s["n"], s["k"]
         flops = 2.0 * n * k
         nbytes = (n * k + k + n) * es
+        working = nbytes
+    elif c.family == "linear":
+        m, n, k = s["m"], s["n"], s["k"]
+        flops = 2.0 * m * n * k
+        nbytes = (m * k + k * n + m * n + (n if c.params.get("bias") else 0)) * es
+        working = nbytes
+    elif c.family == "rotary":
+        t, h, hkv, d = (s[k] for k in ("tokens", "heads", "kv_heads", "head_dim"))
+        elems = t * (h + hkv) * d
+        flops = 3.0 * elems
+        nbytes = (2 * elems + 2 * t * d) * es
+        working = nbytes
+    elif c.family == "gather":
+        t, h = s["tokens"], s["hidden"]
+        nbytes = 2 * t * h * es + 8 * t
+        working = nbytes
+    elif c.family == "collective":
+        nbytes = float(s["bytes"])
+        working = nbytes
+    elif c.family == "elementwise" and c.op == "silu_mul":
+        rows, cols = s["rows"], s["cols"]
+        flops = 5.0 * rows * cols
+        nbytes = 3 * rows * cols * es
         working = nbytes
     elif c.family in ("elementwise", "dispatch"):
         n = s["n"]

@@ -41,6 +41,10 @@ COLUMNS = [
     "distinct_targets",
     "launches",
     "cold",
+    # how the figure was timed (validation.rows: loop, step, graph, device); empty: by family
+    "timing",
+    # where a row of a public dataset came from (repository:path)
+    "source",
 ]
 REQUIRED = ("case_id", "family", "kind", "shape", "dtype", "device", "status", "median_s")
 

@@ -1,0 +1,1 @@
+"""Importers of public measurement datasets into roofsim's measurement format."""
