@@ -263,3 +263,25 @@ def test_memory_floor_follows_memory_bandwidth(decode_runs):
     floors = [decode_runs[s][1]["memory_floor_s"] for s in gpus]
     assert floors == sorted(floors, reverse=True), dict(zip(gpus, floors, strict=True))
 
+
+
+@pytest.mark.parametrize("device_name, sid", [
+    ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+    ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA H100 NVL", "h100-nvl"),
+    ("NVIDIA B200", "b200"),
+    ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+    ("NVIDIA A10G", "a10g"),
+    ("NVIDIA A40", "a40"),
+    ("NVIDIA L40S", "l40s"),
+    ("NVIDIA L40", "l40"),
+    ("NVIDIA L4", "l4"),
+    ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+    ("AMD Instinct MI300X", "mi300x"),
+    ("NVIDIA RTX A4000", None),
+])
+def test_calibration_picks_the_matching_catalog_base(device_name, sid):
+    from validation.machine import GPU_BASES, gpu_base_id
+
+    assert gpu_base_id(device_name) == sid
+    assert set(GPU_BASES.values()) <= set(catalog.list_systems())
