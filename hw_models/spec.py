@@ -330,7 +330,7 @@ class HostSpec(_Strict):
 
 class LinkSpec(_Strict):
     name: str
-    kind: Literal["pcie", "nvlink", "nvlink-c2c", "cxl", "ddr", "internal", "network"]
+    kind: Literal["pcie", "nvlink", "nvlink-c2c", "infinity-fabric", "cxl", "ddr", "internal", "network"]
     #: per direction; reads and writes travel in opposite directions
     bandwidth: Bandwidth
     #: per transfer (bulk DMA setup) or per round trip (cache-line loads); per algorithm

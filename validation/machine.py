@@ -16,8 +16,21 @@ from hw_models.catalog import SpecError, load, resolve
 from hw_models.spec import SystemSpec
 from validation.harness import sysinfo
 
-#: catalog ids for GPUs, matched against torch's device name
-GPU_BASES = {"H100": "h100-sxm", "H200": "h200", "A100": "a100-80gb", "L40S": "l40s", "L4": "l4", "GH200": "gh200"}
+#: catalog ids for GPUs, matched against torch's device name (the longest key found in the
+#: name wins, so "NVIDIA H100 PCIe" is h100-pcie, not h100-sxm, and "NVIDIA L40" is not l4)
+GPU_BASES = {
+    "H100": "h100-sxm", "H100 PCIe": "h100-pcie", "H100 NVL": "h100-nvl", "H200": "h200", "GH200": "gh200",
+    "B200": "b200", "A100": "a100-80gb", "A10G": "a10g", "NVIDIA A40": "a40", "L40S": "l40s", "L40": "l40",
+    "L4": "l4", "RTX 4090": "rtx-4090", "MI300X": "mi300x",
+}
+
+
+def gpu_base_id(name: str) -> str | None:
+    """The catalog id for a GPU named ``name`` (torch's device name), or None."""
+    for key in sorted(GPU_BASES, key=len, reverse=True):
+        if key in name:
+            return GPU_BASES[key]
+    return None
 
 
 _UNIT = {"bytes": "B", "bandwidth": "B/s", "time": "s", "flop_rate": "FLOP/s", "rate": "/s", "count": ""}
@@ -144,7 +157,7 @@ def base_spec(device: str, base: str | None = None, threads: int | None = None) 
     import torch
 
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-    for key in sorted(GPU_BASES, key=len, reverse=True):
-        if key in name:
-            return load(GPU_BASES[key])
+    sid = gpu_base_id(name)
+    if sid is not None:
+        return load(sid)
     raise SpecError(f"no catalog system matches GPU {name!r}; pass --base <catalog id or YAML>")
