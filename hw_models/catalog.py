@@ -194,7 +194,8 @@ def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
 
 
 @lru_cache(maxsize=64)
-def _load_cached(key: str) -> SystemSpec:
+def _load_cached(key: str, stamp: tuple[int, int] | None = None) -> SystemSpec:
+    # ``stamp`` (mtime, size) of a file: a file rewritten since it was cached is read again
     path = Path(key)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
@@ -213,7 +214,13 @@ def load(hardware: str | SystemSpec) -> SystemSpec:
     """
     if isinstance(hardware, SystemSpec):
         return hardware
-    return _load_cached(str(hardware)).model_copy(deep=True)
+    key = str(hardware)
+    try:
+        st = Path(key).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    return _load_cached(key, stamp).model_copy(deep=True)
 
 
 def load_host(ref: str) -> HostSpec:

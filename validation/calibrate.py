@@ -97,7 +97,8 @@ def fit_dataset(out: str | Path, base_sys: SystemSpec, *, system_id: str | None 
                                    meta=meta, pred=held, train_pred=train, params=res.params_table(),
                                    notes=more, fit_info=fit_doc)
     (out / "report.md").write_text(text)
-    return {"summary": compare.error_summary(held), "hardware": str(hw_path), "report": str(out / "report.md"),
+    return {"summary": compare.error_summary(held, meta.get("resolution_s")), "hardware": str(hw_path),
+            "report": str(out / "report.md"),
             "n_train": res.n_rows, "fit": res}
 
 
@@ -163,7 +164,7 @@ def validate(measurements: str | Path, hardware: str | None = None) -> dict[str,
     if not (df["status"] == "ok").any():
         raise CalibrationError(f"{store.dir}: no measured rows (status ok) to validate")
     pred = predict_frame(df, system, only_held_out=True)
-    summary = compare.error_summary(pred)
+    summary = compare.error_summary(pred, meta.get("resolution_s"))
     summary["hardware"] = system.id
     summary["measurements"] = str(store.dir)
     summary["rows"] = pred.replace({math.nan: None}).to_dict("records") if len(pred) else []

@@ -22,11 +22,17 @@ def _stats(ape: np.ndarray) -> dict[str, Any]:
     }
 
 
-def error_summary(pred: pd.DataFrame) -> dict[str, Any]:
+#: a row is resolved when its time is at least this many timer ticks: quantisation then
+#: costs at most 1/(2 x RESOLVED_TICKS) = 5% of it
+RESOLVED_TICKS = 10
+
+
+def error_summary(pred: pd.DataFrame, resolution_s: float | None = None) -> dict[str, Any]:
     """JSON-ready summary of held-out rows: overall, kernels only, and per op kind.
 
     Keys: ``n``, ``median_ape``, ``p90_ape``, ``within_10pct`` and ``within_15pct``
-    (fractions), ``by_kind``,
+    (fractions), ``by_kind``, with a timer ``resolution_s`` also ``resolved`` (the same
+    over rows at least ``RESOLVED_TICKS`` ticks long),
     plus ``kernels`` (everything but whole-model steps) and ``unpredicted`` (rows the
     model could not price, with the reason).
     """
@@ -37,6 +43,11 @@ def error_summary(pred: pd.DataFrame) -> dict[str, Any]:
     out = _stats(ok["ape"].to_numpy())
     out["by_kind"] = {k: _stats(g["ape"].to_numpy()) for k, g in ok.groupby("kind", sort=True)}
     out["kernels"] = _stats(ok.loc[ok["family"] != "model", "ape"].to_numpy())
+    if resolution_s:
+        # a figure a few timer ticks long carries up to half a tick of rounding: judged apart
+        res = ok[ok["measured_s"] >= RESOLVED_TICKS * resolution_s]
+        out["resolved"] = {**_stats(res["ape"].to_numpy()), "resolution_s": resolution_s,
+                           "by_kind": {k: _stats(g["ape"].to_numpy()) for k, g in res.groupby("kind", sort=True)}}
     bad = pred[~np.isfinite(pred["predicted_s"])]
     out["unpredicted"] = [{"case_id": r.case_id, "reason": r.note} for r in bad.itertuples()]
     return out
@@ -66,6 +77,15 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github")
 
 
+def _resolved_section(held: dict[str, Any]) -> list[str]:
+    r = held.get("resolved")
+    if not r:
+        return []
+    tick = r["resolution_s"]
+    return [f"Rows at least {RESOLVED_TICKS} timer ticks long (the source rounds to {tick * 1e6:g} us):", "",
+            markdown_table(TABLE_HEADERS, error_table({**r, "kernels": r})[:-1]), ""]
+
+
 def report_markdown(
     *,
     title: str,
@@ -76,7 +96,7 @@ def report_markdown(
     notes: list[str],
     fit_info: dict[str, Any],
 ) -> str:
-    held = error_summary(pred)
+    held = error_summary(pred, meta.get("resolution_s"))
     train = error_summary(train_pred)
     lines = [f"# {title}", ""]
     lines += [
@@ -93,6 +113,7 @@ def report_markdown(
         "",
         markdown_table(TABLE_HEADERS, error_table(held)),
         "",
+        *_resolved_section(held),
         "## Training-split error (same predictor)",
         "",
         markdown_table(TABLE_HEADERS, error_table(train)),

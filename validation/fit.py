@@ -388,10 +388,16 @@ def fit(rs: RowSet, traced, base: SystemSpec, *, loss: str = "soft_l1") -> FitRe
         obj = Objective(rs, base, slots)
         theta, free, cost = _solve(obj, rs, train, rows, loss)
         sens = sensitivity(obj, theta, rows)
-        dead = {s.key for s in slots if "@" in s.key and sens[obj.index[s.key]].max() < SENSITIVE}
+        # a per-kind curve the fit could not move, or that binds no row at the solution, is
+        # not evidence that the kind differs from its unit: its ops share the generic curve
+        dead = {s.key for s in slots if "@" in s.key
+                and (sens[obj.index[s.key]].max() < SENSITIVE or not free[obj.index[s.key]].any())}
         if not dead or round_ == 2:
             break
         kinds = {u: frozenset(k for k in ks if f"unit:{u}@{k}" not in dead) for u, ks in kinds.items()}
+    # a kind key no op ended up priced with (a more specific key took its ops) is not a curve
+    used = {s.key for s in slots}
+    kinds = {u: frozenset(k for k in ks if f"unit:{u}@{k}" in used) for u, ks in kinds.items()}
     base_theta = obj.theta_of(base)
     lo, hi = _bounds(slots)
     for s in slots:

@@ -117,9 +117,9 @@ def cpu_base(threads: int | None = None) -> SystemSpec:
             "name": info.get("cpu_model", "CPU"),
             "kind": "cpu",
             "compute_units": _q(cores, f"measured: torch.get_num_threads() on {host} (threads the kernels use)"),
-            "tiles": {"shapes": [[16, 16]], "split_k": False,
-                      "source": "estimate: CPU GEMM kernels block per core in small register tiles; wave quantisation over "
-                                "cores stays mild"},
+            "tiles": {"shapes": [[1, 16], [16, 16]], "split_k": False,
+                      "source": "estimate: CPU GEMM kernels block per core in small register tiles (wave quantisation "
+                                "over cores stays mild); single rows run a matrix-vector kernel with no row padding"},
             "operand_level": "l2" if "l2" in caches else None,
             "overlap": {"value": 4, "source": "estimate: starting point for calibration"},
             "serial_dispatch": {"value": True, "source": "PyTorch eager on a CPU device runs each op to completion on the "

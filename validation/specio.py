@@ -37,7 +37,8 @@ def to_doc(obj: Any) -> Any:
     if isinstance(obj, Quantity):
         return _q(obj)
     if isinstance(obj, EfficiencyCurve):
-        return {"points": [[float(f"{x:.6g}"), float(f"{e:.6g}")] for x, e in obj.points], "source": obj.source}
+        # 12 digits: a fitted curve read back at its knots must give the fit's own numbers
+        return {"points": [[float(f"{x:.12g}"), float(f"{e:.12g}")] for x, e in obj.points], "source": obj.source}
     if isinstance(obj, BaseModel):
         out = {}
         for name in type(obj).model_fields:
@@ -55,6 +56,41 @@ def to_doc(obj: Any) -> Any:
 
 def write_yaml(spec: SystemSpec, path: str | Path, header: str = "") -> None:
     text = yaml.safe_dump(to_doc(spec), sort_keys=False, allow_unicode=True, width=200)
+    Path(path).write_text((f"# {header}\n" if header else "") + text)
+
+
+def _is_number(d: Any) -> bool:
+    return isinstance(d, dict) and ("value" in d or "points" in d)
+
+
+def delta(doc: Any, base: Any) -> Any:
+    """The parts of spec document ``doc`` that differ from ``base``, shaped for a ``base:``
+    what-if file (``hw_models.catalog``): mappings merge key by key, so only changed keys
+    are kept; numbers (value/points mappings) and lists are replaced whole."""
+    if isinstance(doc, dict) and isinstance(base, dict) and not _is_number(doc):
+        out = {}
+        for k, v in doc.items():
+            if k not in base:
+                out[k] = v
+                continue
+            d = delta(v, base[k])
+            if d is not _SAME:
+                out[k] = d
+        return out if out else _SAME
+    return _SAME if doc == base else doc
+
+
+_SAME = object()
+
+
+def write_derived_yaml(spec: SystemSpec, base: SystemSpec, base_id: str, path: str | Path, header: str = "") -> None:
+    """``spec`` as a catalog what-if file: ``base: <base_id>`` plus what it changes."""
+    d = delta(to_doc(spec), to_doc(base))
+    d = {} if d is _SAME else d
+    doc = {"base": base_id, **{k: d.pop(k) for k in ("id", "name", "description") if k in d}, **d}
+    d.pop("tiers", None)  # tiers are rebuilt from the base's host_link and attach lists
+    doc.pop("tiers", None)
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=200, default_flow_style=None)
     Path(path).write_text((f"# {header}\n" if header else "") + text)
 
 

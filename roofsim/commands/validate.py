@@ -45,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"held-out rows of {s['measurements']} predicted with {s['hardware']}")
     print(_table(s))
+    r = s.get("resolved")
+    if r:
+        from validation.compare import RESOLVED_TICKS
+
+        print(f"\nrows at least {RESOLVED_TICKS} timer ticks long (the source rounds to {r['resolution_s'] * 1e6:g} us):")
+        print(_table({**r, "kernels": r}).rsplit("\n", 1)[0])
     for u in s["unpredicted"]:
         print(f"not predicted: {u['case_id']}: {u['reason']}")
     return 0

@@ -90,6 +90,52 @@ def _row(case: Case, median_ms: float, std_ms: float, n: int, source: str) -> di
     }
 
 
+def _stat(grp: pd.DataFrame, col: str) -> tuple[float, float, int] | None:
+    """(median ms, std ms, samples) of one operator column over the repeated runs of a row."""
+    med, sd = f"time_stats.{col}.median", f"time_stats.{col}.std"
+    if med not in grp or grp[med].isna().all():
+        return None
+    return float(grp[med].median()), float(grp[sd].median()), int(20 * len(grp))
+
+
+def _cases(model: str, extra: dict, tokens: int, tp: int, h: int, heads: int, kvh: int, inter: int, gated: bool,
+           vocab: int, base: dict) -> list[tuple[str, Case]]:
+    """(Vidur column, the roofsim case that runs the same kernels) for one (model, tokens, tp) row."""
+    hd = h // heads
+    lin = {"bias": True} if extra.get("bias") else {}
+    qkv = {"bias": True} if extra.get("qkv_bias") or extra.get("bias") else {}
+    rot = max(2, int(round(hd * extra.get("rotary", 1.0))) // 2 * 2)
+    out = [
+        ("attn_pre_proj", Case("linear", "linear", {"m": tokens, "n": (heads + 2 * kvh) * hd // tp, "k": h}, "fp16",
+                               {**base, **qkv, "source_op": "attn_pre_proj"})),
+        ("attn_post_proj", Case("linear", "linear", {"m": tokens, "n": h, "k": heads * hd // tp}, "fp16",
+                                {**base, **lin, "source_op": "attn_post_proj"})),
+        ("mlp_up_proj", Case("linear", "linear", {"m": tokens, "n": (2 if gated else 1) * inter // tp, "k": h}, "fp16",
+                             {**base, **lin, "source_op": "mlp_up_proj"})),
+        ("mlp_down_proj", Case("linear", "linear", {"m": tokens, "n": h, "k": inter // tp}, "fp16",
+                               {**base, **lin, "source_op": "mlp_down_proj"})),
+        ("attn_rope", Case("rotary", "rope", {"tokens": tokens, "heads": heads // tp, "kv_heads": max(kvh // tp, 1),
+                                              "head_dim": rot}, "fp16",
+                           {**base, "fusion": "serving", "source_op": "attn_rope"})),
+    ]
+    if gated:
+        out.append(("mlp_act", Case("elementwise", "silu_mul", {"rows": tokens, "cols": inter // tp}, "fp16",
+                                    {**base, "fusion": "serving", "source_op": "mlp_act"})))
+    else:
+        out.append(("mlp_act", Case("elementwise", "gelu", {"n": tokens * inter // tp}, "fp16",
+                                    {**base, "source_op": "mlp_act"})))
+    norm = extra.get("norm", "rms_norm")
+    for col in ("input_layernorm", "post_attention_layernorm"):
+        out.append((col, Case("norm", norm, {"rows": tokens, "cols": h}, "fp16",
+                              {**base, "fusion": "serving", "source_op": col})))
+    if "bias" not in extra:
+        out.append(("add", Case("elementwise", "add", {"n": tokens * h}, "fp16", {**base, "source_op": "add"})))
+    if tp == 1:
+        out.append(("emb", Case("gather", "embedding", {"tokens": tokens, "vocab": vocab, "hidden": h}, "fp16",
+                                {**base, "source_op": "emb"})))
+    return out
+
+
 def compute_rows(vidur: Path, gpu: str) -> list[dict]:
     out = []
     for model, extra in MODELS.items():
@@ -104,50 +150,12 @@ def compute_rows(vidur: Path, gpu: str) -> list[dict]:
                 continue
             r = grp.iloc[0]
             h, heads, kvh, inter = int(r.n_embd), int(r.n_head), int(r.n_kv_head), int(r.n_expanded_embd)
-            hd = h // heads
-            gated = bool(r.use_gated_mlp)
             base = {"model": model, "tp": int(tp), "cold": "weights"}
-
-            def stat(col: str):
-                med, sd = f"time_stats.{col}.median", f"time_stats.{col}.std"
-                if med not in grp or grp[med].isna().all():
-                    return None
-                return float(grp[med].median()), float(grp[sd].median()), int(20 * len(grp))
-
-            def add(col: str, case: Case):
-                s = stat(col)
+            for col, case in _cases(model, extra, int(tokens), int(tp), h, heads, kvh, inter, bool(r.use_gated_mlp),
+                                    int(r.vocab_size), base):
+                s = _stat(grp, col)
                 if s is not None:
                     out.append(_row(case, *s, source=src))
-
-            lin = {"bias": True} if extra.get("bias") else {}
-            qkv = {"bias": True} if extra.get("qkv_bias") or extra.get("bias") else {}
-            add("attn_pre_proj", Case("linear", "linear", {"m": int(tokens), "n": (heads + 2 * kvh) * hd // tp, "k": h},
-                                      "fp16", {**base, **qkv, "source_op": "attn_pre_proj"}))
-            add("attn_post_proj", Case("linear", "linear", {"m": int(tokens), "n": h, "k": heads * hd // tp}, "fp16",
-                                       {**base, **lin, "source_op": "attn_post_proj"}))
-            add("mlp_up_proj", Case("linear", "linear", {"m": int(tokens), "n": (2 if gated else 1) * inter // tp,
-                                                         "k": h}, "fp16", {**base, **lin, "source_op": "mlp_up_proj"}))
-            add("mlp_down_proj", Case("linear", "linear", {"m": int(tokens), "n": h, "k": inter // tp}, "fp16",
-                                      {**base, **lin, "source_op": "mlp_down_proj"}))
-            rot = max(2, int(round(hd * extra.get("rotary", 1.0))) // 2 * 2)
-            add("attn_rope", Case("rotary", "rope", {"tokens": int(tokens), "heads": heads // tp,
-                                                     "kv_heads": max(kvh // tp, 1), "head_dim": rot},
-                                  "fp16", {**base, "fusion": "serving", "source_op": "attn_rope"}))
-            if gated:
-                add("mlp_act", Case("elementwise", "silu_mul", {"rows": int(tokens), "cols": inter // tp}, "fp16",
-                                    {**base, "fusion": "serving", "source_op": "mlp_act"}))
-            else:
-                add("mlp_act", Case("elementwise", "gelu", {"n": int(tokens) * inter // tp}, "fp16",
-                                    {**base, "source_op": "mlp_act"}))
-            norm = extra.get("norm", "rms_norm")
-            for col in ("input_layernorm", "post_attention_layernorm"):
-                add(col, Case("norm", norm, {"rows": int(tokens), "cols": h}, "fp16",
-                              {**base, "fusion": "serving", "source_op": col}))
-            if "bias" not in extra:
-                add("add", Case("elementwise", "add", {"n": int(tokens) * h}, "fp16", {**base, "source_op": "add"}))
-            if tp == 1:
-                add("emb", Case("gather", "embedding", {"tokens": int(tokens), "vocab": int(r.vocab_size), "hidden": h},
-                                "fp16", {**base, "source_op": "emb"}))
     return out
 
 
@@ -190,21 +198,71 @@ def write_dataset(vidur: Path, gpu: str, out_root: Path) -> Path:
                        "layers; NCCL all-reduce kernel time, median; fp16; Sarathi/vLLM kernels",
         "imported_by": "python -m validation.importers.vidur",
         "rows": int(len(df)), "date": "see the source commit",
+        # Vidur stores milliseconds with three decimals: every figure is rounded to 1 us
+        "resolution_s": 1e-6,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     (out / "LICENSE-vidur").write_text(licence)
     return out
 
 
+#: the catalog system each GPU's dataset is fitted from, and the calibrated system it becomes
+CATALOG_OF = {"a100": "a100-80gb", "h100": "h100-sxm", "a40": "a40"}
+
+
+def fit_gpu(root: Path, gpu: str, catalog_dir: Path | None = None) -> dict:
+    """Fit the catalog system to ``root/vidur-<gpu>`` (training models only) and write
+    ``<catalog id>-cal.yaml`` into the catalog as a what-if file over the datasheet system."""
+    from hw_models.catalog import CATALOG, load
+    from validation.calibrate import fit_dataset
+    from validation.specio import write_derived_yaml
+
+    base_id = CATALOG_OF[gpu]
+    base = load(base_id)
+    data = root / f"vidur-{gpu}"
+    cal_id = f"{base_id}-cal"
+    out = fit_dataset(data, base, system_id=cal_id, name=f"{base.name}, calibrated on public kernel measurements",
+                      description=f"{base.description} Kernel rates, latencies and the NVLink collective model fitted "
+                                  f"to Vidur's profiled fp16 kernels ({data.as_posix()}); bf16 takes the fp16 "
+                                  "tensor-core and vector curves (same units, same datasheet rate).",
+                      title=f"Calibration of {GPUS[gpu]} on Vidur's profiled kernels")
+    spec = with_bf16_from_fp16(load(out["hardware"]))
+    write_derived_yaml(spec, base, base_id, (catalog_dir or CATALOG / "systems") / f"{cal_id}.yaml",
+                       header=f"{cal_id}: {base_id} calibrated on {data.as_posix()}; written by "
+                              "python -m validation.importers.vidur --fit")
+    return out
+
+
+def with_bf16_from_fp16(spec):
+    """bf16 runs on the same tensor cores and vector units at the same datasheet rate as
+    fp16 on these GPUs: give it the fp16 curves that were fitted (sources say so)."""
+    spec = spec.model_copy(deep=True)
+    for table in (spec.device.matrix, spec.device.vector):
+        fp16, bf16 = table.get("fp16"), table.get("bf16")
+        if fp16 is None or bf16 is None or fp16.peak.value != bf16.peak.value:
+            continue
+        note = " (fitted on fp16 rows; bf16 runs on the same units at the same datasheet rate)"
+        if fp16.efficiency.source.startswith("measured:"):
+            bf16.efficiency = fp16.efficiency.model_copy(update={"source": fp16.efficiency.source + note})
+        bf16.kind_efficiency = {k: c.model_copy(update={"source": c.source + note})
+                                for k, c in fp16.kind_efficiency.items()}
+    return spec
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vidur", required=True, type=Path, help="a clone of github.com/microsoft/vidur")
+    p.add_argument("--vidur", type=Path, help="a clone of github.com/microsoft/vidur (import its rows)")
     p.add_argument("--out", default=Path("validation/data"), type=Path)
     p.add_argument("--gpu", action="append", choices=sorted(GPUS), help="default: all")
+    p.add_argument("--fit", action="store_true", help="fit each dataset and write its calibrated catalog system")
     args = p.parse_args(argv)
     for gpu in args.gpu or sorted(GPUS):
-        d = write_dataset(args.vidur, gpu, args.out)
-        print(d, sum(1 for _ in open(d / "measurements.csv")) - 1, "rows")
+        if args.vidur:
+            d = write_dataset(args.vidur, gpu, args.out)
+            print(d, sum(1 for _ in open(d / "measurements.csv")) - 1, "rows")
+        if args.fit:
+            s = fit_gpu(args.out, gpu)["summary"]
+            print(f"vidur-{gpu}: held-out median {100 * s['median_ape']:.1f}%, within 10% {100 * s['within_10pct']:.1f}%")
     return 0
 
 
