@@ -88,6 +88,10 @@ class Slot:
         return 1 if self.knots is None else len(self.knots)
 
 
+def _interp(xs: np.ndarray, rs: np.ndarray, x: float) -> float:
+    return float(rs[0]) if len(xs) == 1 else float(np.interp(x, xs, rs))
+
+
 class Objective:
     """Predicted seconds of a ``RowSet`` as a function of a log-parameter vector."""
 
@@ -101,13 +105,32 @@ class Objective:
             self.index[s.key] = slice(i, i + s.size)
             i += s.size
         self.n = i
+        self._base: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def overrides(self, theta: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for s in self.slots:
             v = np.exp(theta[self.index[s.key]])
-            out[s.key] = float(v[0]) if s.knots is None else (list(s.knots), v.tolist())
+            out[s.key] = float(v[0]) if s.knots is None else self._extend(s, v)
         return out
+
+    def _extend(self, s: Slot, rates: np.ndarray) -> tuple[list[float], list[float]]:
+        """A curve's knots, continued beyond the sizes the rows cover by the base spec's own
+        curve scaled to meet the end knots: the data speak for their range; outside it the
+        base's shape (e.g. small transfers rolling off) carries on from where they left off."""
+        xs, rs = self._base_curve(s.key)
+        lo, hi = s.knots[0], s.knots[-1]
+        below = [(x, r * rates[0] / _interp(xs, rs, lo)) for x, r in zip(xs, rs, strict=True) if x < lo - 1e-9]
+        above = [(x, r * rates[-1] / _interp(xs, rs, hi)) for x, r in zip(xs, rs, strict=True) if x > hi + 1e-9]
+        pts = below + list(zip(s.knots, rates.tolist(), strict=True)) + above
+        peak = Params(self.base).peak(s.key)
+        return [p[0] for p in pts], [min(p[1], peak) for p in pts]
+
+    def _base_curve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        c = self._base.get(key)
+        if c is None:
+            c = self._base[key] = Params(self.base).curve(key)
+        return c
 
     def params(self, theta: np.ndarray) -> Params:
         return Params(self.base, self.overrides(theta))
@@ -354,13 +377,15 @@ def _start(obj: Objective, rs: RowSet, train: np.ndarray) -> np.ndarray:
 
 
 def sensitivity(obj: Objective, theta: np.ndarray, rows: np.ndarray, step: float = 0.1) -> np.ndarray:
-    """Per vector entry: the largest |d log t_row| / |d log theta| over ``rows``."""
+    """Per vector entry: the largest |d log t_row| / |d log theta| over ``rows``, moving the
+    entry both ways (a rate held at its peak only shows its effect going down)."""
     base = np.log(obj.predict(theta)[rows])
     out = np.zeros(len(theta))
     for j in range(len(theta)):
-        th = theta.copy()
-        th[j] += step
-        out[j] = float(np.max(np.abs(np.log(obj.predict(th)[rows]) - base))) / step
+        for d in (step, -step):
+            th = theta.copy()
+            th[j] += d
+            out[j] = max(out[j], float(np.max(np.abs(np.log(obj.predict(th)[rows]) - base))) / step)
     return out
 
 

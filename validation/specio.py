@@ -100,6 +100,7 @@ def _mk(q: Quantity, value: float, source: str) -> Quantity:
 
 
 def _curve(knots: list[float], rates: list[float], peak: float, source: str) -> EfficiencyCurve:
+    """The fit's curve (its knots, continued by the base's shape: ``Objective._extend``)."""
     # rates are bounded by the peak in the fit; the clamp only guards float round-off
     pts = [(10.0 ** x, min(max(r / peak, 1e-9), 1.0)) for x, r in zip(knots, rates, strict=True)]
     return EfficiencyCurve(points=pts, source=source)

@@ -84,7 +84,9 @@ def test_efficiency_curves_roll_off_at_small_sizes(sid):
     curves = [d.main_memory.efficiency] + [u.efficiency for u in d.matrix.values()]
     for c in curves:
         es = [e for _, e in c.points]
-        assert es == sorted(es), f"{sid}: efficiency should not fall as work grows ({c.source})"
+        # a datasheet guess rises with size; a fitted curve follows its data, dips included
+        if not c.source.startswith("measured:"):
+            assert es == sorted(es), f"{sid}: efficiency should not fall as work grows ({c.source})"
         assert c(1e3) < c(1e13), f"{sid}: tiny work should not reach the plateau ({c.source})"
 
 
