@@ -209,6 +209,8 @@ def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
 
 @lru_cache(maxsize=64)
 def _load_cached(key: str) -> SystemSpec:
+    if not key.strip():
+        raise SpecError(f"hardware is empty; give a catalog id ({', '.join(list_systems())}) or a YAML path")
     path = Path(key)
     if path.suffix in (".yaml", ".yml") or _exists(path):
         if not _exists(path):

@@ -168,6 +168,8 @@ def staged_dir(path: str | Path, option: str, marker: str, also_ours: tuple[str,
     p = check_dir(path, option)
     out = p.resolve()
     parent = out.parent
+    if out == Path.cwd().resolve() or out in Path.cwd().resolve().parents:
+        raise UserError(f"{option} {path}: is the current folder or holds it; give a folder below it")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from roofsim.errors import Interrupted
+from roofsim.errors import Interrupted, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     mode = args.mode or "full"
     device = check_device(args.device)
     check_dir(args.out, "--out")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     bar = None
     progress = None
     if not args.no_measure:
