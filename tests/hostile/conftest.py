@@ -116,6 +116,8 @@ def hostile_dir(tmp_path_factory) -> Path:
     _rewrite_meta(other_cpu, cpu_model="Intel(R) Xeon(R) Platinum 8480+", device_name="Intel(R) Xeon(R) Platinum 8480+")
     cuda = copy_dataset(d / "ds_cuda", ("measurements.csv", "meta.json"))
     _rewrite_meta(cuda, device="cuda:0", device_name="NVIDIA H100 80GB HBM3")
+    (d / "one_op_trace.json").write_text(json.dumps(
+        {"traceEvents": [{"ph": "X", "name": "aten::mm", "cat": "cpu_op", "ts": 1, "dur": 5}]}))
     (d / "a_file").write_text("not a folder\n")
     (d / "old_plan.txt").write_text("previous plan output\n")
     return d

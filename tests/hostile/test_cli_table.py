@@ -100,6 +100,11 @@ CASES = [
     ("callable-not-a-function", "trace hostile_notfn:fn", 2, "fn is not a function", ()),
     ("callable-missing-module", "trace hostile_nosuchmodule:fn", 2, "cannot load", ()),
     ("callable-with-step-options", "trace hostile_keyerror:fn --context 99", 2, "--context do not apply", ()),
+    ("validate-profile-not-utf8", "validate --profile {d}/latin1.json --model gpt2 --hardware h100-sxm", 2,
+     "not a JSON Chrome trace", ()),
+    # the step defaults (decode, context 2048) reach the model: gpt2 holds 1024 positions
+    ("validate-profile-default-step", "validate --profile {d}/one_op_trace.json --model gpt2 --hardware h100-sxm", 2,
+     "decode needs 2049 positions", ()),
     # -- wrong exit status before ------------------------------------------------------------------
     ("plan-negative-batch-limit", "plan gpt2 --hardware h100-sxm --tp 1 --max-batch --batch-limit -3 --context 64 "
      "--no-progress", 2, "--batch-limit must be a whole number >= 1", ()),
