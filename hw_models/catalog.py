@@ -58,7 +58,9 @@ def list_tiers() -> list[str]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); a hardware spec is a UTF-8 YAML file") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -70,12 +72,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False for names the OS refuses (too long, NUL bytes)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _component(sub: str, ref: Any, what: str) -> dict[str, Any]:
     if isinstance(ref, dict):
         return ref
+    if not isinstance(ref, str) or ref not in _ids(sub):
+        raise SpecError(f"unknown {what} {_short(ref)}; known: {', '.join(_ids(sub))} (or an inline mapping)")
     path = CATALOG / sub / f"{ref}.yaml"
-    if not path.exists():
-        raise SpecError(f"unknown {what} {ref!r}; known: {', '.join(_ids(sub))}")
     doc = _read_yaml(path)
     doc.pop("kind_of_file", None)
     return doc
@@ -118,10 +133,9 @@ def _base_path(ref: str, origin: Path | str) -> Path:
             in_catalog = not origin.is_absolute() and not origin.exists() and (CATALOG.parent / origin).exists()
             path = CATALOG.parent / near if in_catalog else near
         return path
-    path = CATALOG / "systems" / f"{ref}.yaml"
-    if not path.exists():
-        raise SpecError(f"{origin}: base: unknown system {ref!r}; known: {', '.join(list_systems())}")
-    return path
+    if ref not in list_systems():
+        raise SpecError(f"{origin}: base: unknown system {_short(ref)}; known: {', '.join(list_systems())}")
+    return CATALOG / "systems" / f"{ref}.yaml"
 
 
 def expand_base(doc: dict[str, Any], origin: Path | str = "<spec>", _seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -136,7 +150,7 @@ def expand_base(doc: dict[str, Any], origin: Path | str = "<spec>", _seen: tuple
     key = str(path.resolve())
     if key in _seen:
         raise SpecError(f"{origin}: base: {ref!r} includes itself (a cycle of base: keys)")
-    if not path.exists():
+    if not _exists(path):
         raise SpecError(f"{origin}: base: file {str(path)!r} does not exist")
     parent = expand_base(_read_yaml(path), path, (*_seen, key))
     if "id" not in doc and isinstance(origin, Path):
@@ -196,13 +210,15 @@ def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
 @lru_cache(maxsize=64)
 def _load_cached(key: str, stamp: tuple[int, int] | None = None) -> SystemSpec:
     # ``stamp`` (mtime, size) of a file: a file rewritten since it was cached is read again
+    if not key.strip():
+        raise SpecError(f"hardware is empty; give a catalog id ({', '.join(list_systems())}) or a YAML path")
     path = Path(key)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
+    if path.suffix in (".yaml", ".yml") or _exists(path):
+        if not _exists(path):
             raise SpecError(f"hardware file {key!r} does not exist")
         return resolve(_read_yaml(path), path)
     cat = CATALOG / "systems" / f"{key}.yaml"
-    if not cat.exists():
+    if key not in list_systems():
         raise SpecError(f"unknown hardware {key!r}; known: {', '.join(list_systems())} (or a path to a YAML file)")
     return resolve(_read_yaml(cat), cat.relative_to(CATALOG.parent))
 
@@ -218,7 +234,7 @@ def load(hardware: str | SystemSpec) -> SystemSpec:
     try:
         st = Path(key).stat()
         stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
+    except (OSError, ValueError):  # names the OS refuses (too long, NUL bytes)
         stamp = None
     return _load_cached(key, stamp).model_copy(deep=True)
 

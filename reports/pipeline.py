@@ -53,14 +53,10 @@ def load_measurements(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any], A
     csv = d / "measurements.csv" if d.is_dir() else d
     if not csv.exists():
         raise ReportError(f"--measurements: {csv} does not exist (expected a directory with measurements.csv)")
-    try:
-        from validation.harness.store import read_csv
+    from validation.harness.store import Store, read_csv
 
-        rows = read_csv(csv)
-    except ImportError:
-        rows = pd.read_csv(csv)
-    meta_path = csv.parent / "meta.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    rows = read_csv(csv)
+    meta = Store(csv.parent).read_meta()
     system = None
     spec = csv.parent / "hardware.yaml"
     if spec.exists():
@@ -70,8 +66,13 @@ def load_measurements(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any], A
     preds = csv.parent / "predictions.csv"
     if "predicted_s" not in rows.columns and preds.exists() and (not spec.exists() or preds.stat().st_mtime >= spec.stat().st_mtime):
         # calibrate's own predictions with the spec beside them: reuse instead of re-tracing every case
-        p = pd.read_csv(preds)
+        try:
+            p = pd.read_csv(preds)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            raise ReportError(f"--measurements: {preds} is not a readable CSV ({str(e).splitlines()[0]}); "
+                              "delete it or rerun roofsim calibrate --no-measure") from None
         if {"case_id", "predicted_s"} <= set(p.columns):
+            p["predicted_s"] = pd.to_numeric(p["predicted_s"], errors="coerce")
             cols = ["case_id", "predicted_s"] + (["held_out"] if "held_out" in p.columns else [])
             rows = rows.merge(p[cols].drop_duplicates("case_id"), on="case_id", how="left")
     return rows, meta, system
@@ -239,8 +240,11 @@ def frontier_section(rows: pd.DataFrame, out: Path, model: str, context: int) ->
 def build_report(model: str, hardware: list[str], *, phase: str = "decode", batch: int = 1, context: int = 2048,
                  prompt: int = 512, dtype: str = "bf16", launch: str = "eager", measurements: str | Path | None = None,
                  out: str | Path, frontier_batches: list[int] | tuple[int, ...] = (1, 4, 16, 64),
-                 command: str = "") -> Path:
-    """Write ``out/report.html`` and its figures and tables; return the HTML's path."""
+                 command: str = "", given: Any = ()) -> Path:
+    """Write ``out/report.html`` and its figures and tables; return the HTML's path.
+
+    ``given``: the step options the user set explicitly (see ``workloads.build``).
+    """
     from hw_models.catalog import load
     from simulator import simulate
     from workloads import build
@@ -262,7 +266,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
 
     sections: list[Section] = []
     for ph in phases:
-        graph = build(model, phase=ph, batch=batch, context=context, prompt=prompt, dtype=dtype)
+        graph = build(model, phase=ph, batch=batch, context=context, prompt=prompt, dtype=dtype, given=given)
         for sysm in systems:
             res = simulate(graph, sysm, launch=launch)
             summary = res.summary()

@@ -6,12 +6,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 
 from pydantic import ValidationError
 
 from roofsim import commands
-from roofsim.errors import is_user_facing
+from roofsim.errors import Interrupted, is_user_facing
+
+#: exit status after Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,22 +31,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    # any line break (a field name from a hostile file may hold \r or \u2028) becomes a space
+    return re.sub(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*", " ", str(text).strip())
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        print(f"roofsim: error: {loc}: {err['msg']}", file=sys.stderr)
+        print(_one_line(f"roofsim: error: {loc}: {err['msg']}"), file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt as e:
+        # commands that keep partial work raise Interrupted saying what they kept
+        msg = e.message if isinstance(e, Interrupted) else "interrupted"
+        print(f"roofsim: {_one_line(msg)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as e:
         if not is_user_facing(e):
             raise
-        print(f"roofsim: error: {e}", file=sys.stderr)
+        print(_one_line(f"roofsim: error: {e}"), file=sys.stderr)
         return 2
 
 

@@ -15,3 +15,14 @@ class UserError(ValueError):
 
 def is_user_facing(exc: BaseException) -> bool:
     return bool(getattr(exc, "user_facing", False))
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a command, with one line saying what was kept.
+
+    The CLI prints ``roofsim: <message>`` and exits 130 (128 + SIGINT), as shells expect.
+    """
+
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+        self.message = message

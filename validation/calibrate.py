@@ -122,14 +122,30 @@ def calibrate(
     measure: bool = True,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Measure (resuming), fit on the training split and write the dataset directory."""
+    """Measure (resuming), fit on the training split and write the dataset directory.
+
+    One writer per dataset: the store's lock is held from the first measurement to the
+    last file written. A ``base`` spec of another device kind is refused before measuring.
+    """
     out = Path(out)
-    if measure:
-        harness_run(device, out, mode=mode, progress=progress, threads=threads)
-    df = read_csv(out)
-    if threads is None and "threads" in df.columns and len(df):
-        threads = int(df["threads"].iloc[0])  # refitting: the spec describes the threads measured
-    return fit_dataset(out, base_spec(device, base, threads=threads))
+    want = "gpu" if device.startswith("cuda") else "cpu"
+    if base:
+        given = load(base)
+        if given.device.kind != want:
+            raise CalibrationError(f"--base {base}: spec {given.id!r} describes a {given.device.kind}, but "
+                                   f"--device {device} measures a {want}; give a {want} spec")
+    store = Store(out)
+    if not measure:
+        read_csv(out, warn=None)  # nothing to refit: say so before creating anything
+    with store.lock():
+        if measure:
+            harness_run(device, out, mode=mode, progress=progress, threads=threads)
+        df = read_csv(out)
+        if threads is None and "threads" in df.columns and len(df):
+            threads = int(df["threads"].iloc[0])  # refitting: the spec describes the threads measured
+        base_sys = base_spec(device, base, threads=threads)
+        check_spec_covers(df, base_sys, store.read_meta(), {})
+        return fit_dataset(out, base_sys)
 
 
 def load_dataset(measurements: str | Path) -> tuple[pd.DataFrame, Store, dict[str, Any], dict[str, Any]]:
@@ -142,9 +158,15 @@ def load_dataset(measurements: str | Path) -> tuple[pd.DataFrame, Store, dict[st
     fit_doc: dict[str, Any] = {}
     if fit_path.exists():
         try:
-            fit_doc = json.loads(fit_path.read_text())
-        except json.JSONDecodeError:
+            fit_doc = json.loads(fit_path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise CalibrationError(f"{fit_path}: not UTF-8 text (byte {e.start})") from None
+        except (OSError, json.JSONDecodeError, RecursionError):
             raise CalibrationError(f"{fit_path}: not valid JSON") from None
+        slots = fit_doc.get("slots", []) if isinstance(fit_doc, dict) else None
+        if not isinstance(slots, list) or not all(isinstance(x, dict) and isinstance(x.get("key"), str) for x in slots):
+            raise CalibrationError(f"{fit_path}: not a roofsim fit (expected an object whose 'slots' list "
+                                   "holds {{\"key\": ...}} entries); delete it or rerun roofsim calibrate --no-measure")
     return df, store, meta, fit_doc
 
 
@@ -164,6 +186,13 @@ def validate(measurements: str | Path, hardware: str | None = None) -> dict[str,
     if not (df["status"] == "ok").any():
         raise CalibrationError(f"{store.dir}: no measured rows (status ok) to validate")
     pred = predict_frame(df, system, only_held_out=True)
+    if not len(pred):
+        raise CalibrationError(f"{store.dir}: no held-out rows to validate ({int((df['status'] == 'ok').sum())} "
+                               "measured rows, all in the training split)")
+    if not pred["predicted_s"].notna().any():
+        first = pred.loc[pred["note"].astype(str) != "", "note"]
+        why = f" (first: {pred['case_id'].iloc[0]}: {first.iloc[0]})" if len(first) else ""
+        raise CalibrationError(f"{store.dir}: none of the {len(pred)} held-out rows could be predicted{why}")
     summary = compare.error_summary(pred, meta.get("resolution_s"))
     summary["hardware"] = system.id
     summary["measurements"] = str(store.dir)

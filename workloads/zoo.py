@@ -235,8 +235,15 @@ def _parse_id(model: str) -> tuple[str, dict[str, str]]:
     return m.group(1), params
 
 
+def _refuse_options(model: str, what: str, given: frozenset[str], allowed: tuple[str, ...]) -> None:
+    extra = sorted(given - set(allowed))
+    if extra:
+        takes = f"it takes {', '.join('--' + a for a in allowed)} only" if allowed else "it takes no step options"
+        raise WorkloadError(f"{model} is {what}: {', '.join('--' + e for e in extra)} do not apply; {takes}")
+
+
 def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048, prompt: int = 512,
-          dtype: str = "bf16", **params: Any) -> WorkloadGraph:
+          dtype: str = "bf16", *, given: Any = (), **params: Any) -> WorkloadGraph:
     """Trace one step of ``model`` into a ``WorkloadGraph``.
 
     ``model`` is a zoo id (``list_models()``), a zoo id with parameters
@@ -248,7 +255,12 @@ def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048
     ``n, d, k, s`` (see ``workloads.sketches``). LLM options: ``kv="static"`` (serving
     engines' in-place cache, default) or ``"dynamic"`` (HF DynamicCache's concatenation);
     ``logits="last"`` (default, as serving engines do) or ``"all"`` positions.
+
+    ``given`` names the step options the caller's user set explicitly (``phase``,
+    ``context``, ...): a model that has no such option (a vision model has no phase or
+    context; ``pkg.mod:fn`` fixes its own inputs) refuses them instead of ignoring them.
     """
+    given = frozenset(given)
     if not isinstance(model, str) or not model.strip():
         raise WorkloadError("model must be a zoo id, a config.json path or package.module:function")
     if dtype not in DTYPES:
@@ -264,6 +276,8 @@ def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048
         if e["kind"] == "sketch":
             from .sketches import build_sketch
 
+            _refuse_options(name, "a sparse sketch sized by its [n=...,d=...,k=...,s=...] parameters", given,
+                            ("dtype",))
             return build_sketch(name, e, dtype=dtype, meta=meta, **params)
         cfg = _make_config(e["model_type"], e["config"])
         if e["kind"] == "llm":
@@ -271,43 +285,141 @@ def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048
                              meta=meta, zoo_id=name, options=params)
         if params:
             raise WorkloadError(f"{name} takes no parameters, got {', '.join(params)}")
+        _refuse_options(name, "a vision model with one forward pass (no phase, context or prompt)", given,
+                        ("batch", "dtype"))
         dtype_spec(dtype, FLOAT_DTYPES)
         return build_vision(_zoo_model(name, DTYPES[dtype].torch_dtype, None), cfg, batch=batch,
                             dtype=dtype, meta=meta)
     if name.endswith(".json") or Path(name).is_file():
         return _build_from_config(Path(name), phase=phase, batch=batch, context=context, prompt=prompt,
-                                  dtype=dtype, meta=meta, options=params)
+                                  dtype=dtype, meta=meta, options=params, given=given)
     if ":" in name:
+        _refuse_options(name, "a pkg.mod:fn model whose example inputs fix the step", given, ())
         return _build_from_callable(name, dtype=dtype, meta=meta)
     raise WorkloadError(f"unknown model {model!r}; known: {', '.join(zoo)} "
                         "(or a config.json path, or package.module:function)")
 
 
-def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
-                       meta: dict, options: dict[str, Any]) -> WorkloadGraph:
+#: keys a causal-LM config.json must state itself (under this name or its class's alias,
+#: e.g. gpt2's ``n_embd``): transformers would otherwise fill in its own defaults and trace
+#: a model nobody asked for (``{"model_type": "llama"}`` alone is a 6.7B LLaMA)
+REQUIRED_LLM_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+#: (smallest, largest) value of each architecture number a config may hold: below is
+#: nonsense (0 layers, vocab 0), above is no model anyone has built (hidden size 1e30)
+CONFIG_LIMITS = {
+    "hidden_size": (1, 2**20),
+    "num_hidden_layers": (1, 10_000),
+    "num_attention_heads": (1, 2**16),
+    "num_key_value_heads": (1, 2**16),
+    "head_dim": (1, 2**16),
+    "vocab_size": (1, 2**28),
+    "intermediate_size": (1, 2**24),
+    "max_position_embeddings": (1, 2**31),
+    "num_local_experts": (1, 2**16),
+    "num_experts": (1, 2**16),
+    "num_experts_per_tok": (1, 2**16),
+    "image_size": (1, 2**16),
+    "patch_size": (1, 2**16),
+    "num_channels": (1, 2**12),
+}
+
+
+def _lookup(source: Any, key: str, aliases: dict[str, str]) -> tuple[str, Any]:
+    """(name as written, value) of an architecture key in a raw dict or a config object."""
+    if isinstance(source, dict):
+        for name in (key, aliases.get(key)):
+            if name is not None and name in source:
+                return name, source[name]
+        return key, None
+    return aliases.get(key, key), getattr(source, key, None)
+
+
+def check_config(source: Any, aliases: dict[str, str], where: str, causal: bool, given: bool) -> None:
+    """Refuse a config whose architecture numbers are missing or out of range, naming the key.
+
+    ``source`` is the file's own values (``given=True``: each of ``REQUIRED_LLM_KEYS`` must
+    be among them for a causal LM, by its name or the config class's alias) or the built
+    config object (the defaults transformers filled in are checked too).
+    """
+    if causal and given:
+        for key in REQUIRED_LLM_KEYS:
+            if _lookup(source, key, aliases)[1] is None:
+                name = key if key not in aliases else f"{key} (or {aliases[key]})"
+                raise WorkloadError(f"{where}: missing {name}; a config.json must state the model's "
+                                    f"{', '.join(REQUIRED_LLM_KEYS)}")
+    for key, (lo, hi) in CONFIG_LIMITS.items():
+        name, v = _lookup(source, key, aliases)
+        if v is None:
+            continue
+        vals = list(v) if isinstance(v, (list, tuple)) and key in ("image_size", "patch_size") else [v]
+        for x in vals:
+            if isinstance(x, bool) or not isinstance(x, int):
+                raise WorkloadError(f"{where}: {name} must be a whole number in {lo}..{hi}, got {x!r}")
+            if not lo <= x <= hi:
+                raise WorkloadError(f"{where}: {name} = {x} is out of range; allowed {lo}..{hi}")
+    if not causal:
+        return
+    hidden = _lookup(source, "hidden_size", aliases)[1]
+    heads = _lookup(source, "num_attention_heads", aliases)[1]
+    head_dim = _lookup(source, "head_dim", aliases)[1]
+    if hidden and heads and head_dim is None and hidden % heads:
+        raise WorkloadError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    kv = _lookup(source, "num_key_value_heads", aliases)[1]
+    if heads and kv and heads % kv:
+        raise WorkloadError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
     try:
-        values = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise WorkloadError(f"config file {str(path)!r} not found") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise WorkloadError(f"cannot read {str(path)!r} as JSON: {e}") from None
+    except OSError as e:
+        raise WorkloadError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    try:
+        values = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise WorkloadError(f"{str(path)!r}: not UTF-8 text (byte {e.start}); a config.json is UTF-8 JSON") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise WorkloadError(f"cannot read {str(path)!r} as JSON: {_first_line(e)}") from None
     if not isinstance(values, dict) or "model_type" not in values:
         raise WorkloadError(f"{str(path)!r} has no model_type; is it a Hugging Face config.json?")
-    values = dict(values)
+    if not isinstance(values["model_type"], str):
+        raise WorkloadError(f"{str(path)!r}: model_type must be a string, got {values['model_type']!r}")
+    return dict(values)
+
+
+def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
+                       meta: dict, options: dict[str, Any], given: frozenset[str] = frozenset()) -> WorkloadGraph:
+    values = _read_config(path)
     model_type = values.pop("model_type")
     for k in ("architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
               "quantization_config", "auto_map"):
         values.pop(k, None)
+    from transformers import CONFIG_MAPPING
+
+    where = repr(str(path))
+    if model_type not in CONFIG_MAPPING:
+        raise WorkloadError(f"{where}: model_type {model_type!r} is not known to transformers")
+    aliases = dict(getattr(CONFIG_MAPPING[model_type], "attribute_map", {}) or {})
+    causal = _is_causal_lm(model_type)
+    check_config(values, aliases, where, causal, given=True)
     try:
         cfg = _make_config(model_type, values)
-    except (TypeError, ValueError) as e:
-        raise WorkloadError(f"{str(path)!r}: bad config: {_first_line(e)}") from None
+    except WorkloadError:
+        raise
+    except Exception as e:  # transformers validating the file's values: any complaint is about the input
+        detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise WorkloadError(f"{where}: bad config: {type(e).__name__}: {detail[:300]}") from None
+    check_config(cfg, aliases, where, causal, given=False)
     meta["source"] = str(path)
     with _user_model_errors(str(path)):
-        if _is_causal_lm(model_type):
+        if causal:
             return build_llm(cfg, phase=phase, batch=batch, context=context, prompt=prompt, dtype=dtype,
                              meta=meta, options=options)
         if hasattr(cfg, "num_channels"):
+            _refuse_options(str(path), "a vision model with one forward pass (no phase, context or prompt)", given,
+                            ("batch", "dtype"))
             spec = dtype_spec(dtype, FLOAT_DTYPES)
             return build_vision(_instantiate(cfg, spec.torch_dtype, False), cfg, batch=batch, dtype=dtype,
                                 meta=meta)
@@ -316,12 +428,14 @@ def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prom
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 class _user_model_errors:
-    """A user's model that cannot run on meta tensors (data-dependent Python control flow,
-    ``.item()``) is a property of their input: report it in one line."""
+    """An exception raised while building or tracing the user's model (their function, or
+    transformers code on their config: data-dependent control flow, ``.item()`` on meta
+    tensors, a ``KeyError``, even ``SystemExit``) is a property of their input: one line
+    naming the model and the exception. Ctrl-C still interrupts."""
 
     def __init__(self, ref: str) -> None:
         self.ref = ref
@@ -330,20 +444,29 @@ class _user_model_errors:
         return None
 
     def __exit__(self, tp, exc, tb) -> bool:
-        if exc is None or getattr(exc, "user_facing", False):
+        if exc is None or getattr(exc, "user_facing", False) or isinstance(exc, KeyboardInterrupt):
             return False
-        if isinstance(exc, (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError)):
-            raise WorkloadError(f"could not trace {self.ref}: {_first_line(exc)}") from exc
+        if isinstance(exc, (Exception, SystemExit)):
+            raise WorkloadError(f"could not trace {self.ref}: {_first_line(exc)}") from None
         return False
 
 
 def _build_from_callable(ref: str, *, dtype: str, meta: dict) -> WorkloadGraph:
     mod_name, _, fn_name = ref.partition(":")
+    if not mod_name or not fn_name:
+        raise WorkloadError(f"{ref!r}: write package.module:function")
     try:
-        fn = getattr(importlib.import_module(mod_name), fn_name)
-    except (ImportError, AttributeError) as e:
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
         raise WorkloadError(f"cannot load {ref!r}: {e}") from None
-    with _user_model_errors(ref):
+    except (Exception, SystemExit) as e:  # the user's module failed while importing
+        raise WorkloadError(f"cannot load {ref!r}: importing {mod_name} raised {_first_line(e)}") from None
+    fn = getattr(module, fn_name, None)
+    if fn is None:
+        raise WorkloadError(f"cannot load {ref!r}: module {mod_name} has no {fn_name!r}")
+    if not callable(fn):
+        raise WorkloadError(f"{ref}: {fn_name} is not a function")
+    with _user_model_errors(f"{ref}()"):
         result = fn()
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module)):
         raise WorkloadError(f"{ref} must return (module, example_inputs)")

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from roofsim.errors import Interrupted, UserError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate", help="measure kernels here, fit a hardware spec, report its error")
@@ -23,9 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _rows_kept(out: str) -> int:
+    from validation.harness.store import StoreError, read_csv
+
+    try:
+        return len(read_csv(out, warn=None))
+    except StoreError:
+        return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from roofsim.outputs import check_dir
     from validation import compare
     from validation.calibrate import calibrate
     from validation.harness.plan import cases
@@ -33,19 +45,29 @@ def run(args: argparse.Namespace) -> int:
 
     mode = args.mode or "full"
     device = check_device(args.device)
+    check_dir(args.out, "--out")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     bar = None
     progress = None
     if not args.no_measure:
-        bar = tqdm(total=len(cases(mode, device)), desc="measuring", unit="case", file=sys.stderr,
-                   disable=not sys.stderr.isatty() and args.format == "json")
+        total = len(cases(mode, device))
 
         def progress(case, row):
+            # the bar starts with the first case: a refused store prints its one error line only
+            nonlocal bar
+            if bar is None:
+                bar = tqdm(total=total, desc="measuring", unit="case", file=sys.stderr,
+                           disable=not sys.stderr.isatty() and args.format == "json")
             bar.set_postfix_str(case.id[:40], refresh=False)
             bar.update(1)
 
     try:
         out = calibrate(device, args.out, mode=mode, base=args.base, progress=progress,
                         measure=not args.no_measure, threads=args.threads)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {_rows_kept(args.out)} rows kept in {args.out} "
+                          "(run the same command again to resume)") from None
     finally:
         if bar is not None:
             bar.close()

@@ -12,7 +12,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -61,6 +60,8 @@ def _prices(text: str) -> dict[str, float]:
             out[k.strip()] = float(v)
         except ValueError:
             raise argparse.ArgumentTypeError(f"price for {k.strip()} is not a number: {v!r}") from None
+        if not (math.isfinite(out[k.strip()]) and out[k.strip()] >= 0):
+            raise argparse.ArgumentTypeError(f"price for {k.strip()} must be a finite number >= 0, got {v!r}")
     return out
 
 
@@ -144,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if args.batch_limit < 1:
+        raise UserError(f"--batch-limit must be a whole number >= 1, got {args.batch_limit}")
+    if args.out:
+        from roofsim.outputs import check_file
+
+        check_file(args.out, "--out")  # before the sweep, not after it
     df = api.plan(
         args.models,
         args.hardware,
@@ -190,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
             tornado = pd.concat(parts, ignore_index=True)
     text = _render(args.format, df, top, tornado)
     if args.out:
-        Path(args.out).write_text(text)
+        from roofsim.outputs import write_text
+
+        write_text(args.out, text, "--out")
         print(f"wrote {args.out} ({len(df)} configurations)", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -8,12 +8,11 @@ ops that take the most time. Every op is priced alone: no launch overhead, no ov
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from roofsim.cliargs import add_step_args
+from roofsim.cliargs import add_step_args, fill_step_args
 from roofsim.errors import UserError
 from simulator.placement import Placement
 
@@ -40,15 +39,25 @@ def _build(model: str, **kw):
 
 
 def run(args: argparse.Namespace) -> int:
+    from roofsim.outputs import atomic_file, check_dir, locked_dir
+
+    given = fill_step_args(args)
     for name in ("batch", "context", "prompt", "top", "tp"):
-        if getattr(args, name) < (0 if name == "top" else 1):
+        if getattr(args, name) < 1:
             raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    check_dir(args.out, "--out")
     system = catalog.load(args.hardware)
     placement = Placement(weights=args.weights, kv_cache=args.kv_cache).validate(system)
     if args.tp > system.num_devices:
         raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
     graph = _build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                   dtype=args.dtype)
+                   dtype=args.dtype, given=given)
+    from simulator.footprint import check_fits
+    from workloads.tensor_parallel import check_degree
+
+    check_degree(graph, args.tp)
+    # as simulate does: a step that cannot be resident is refused, not drawn as if it were
+    check_fits(graph, system, placement, args.tp)
     if args.tp > 1:
         from workloads.tensor_parallel import shard
 
@@ -59,14 +68,17 @@ def run(args: argparse.Namespace) -> int:
 
     df = analyze(graph, system, placement)
     tot = totals(df)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "ops.csv", index=False)
     meta = graph.meta
-    title = (f"{meta.get('model', args.model)} {args.phase} batch {args.batch} "
-             f"{'context ' + str(args.context) if args.phase == 'decode' else 'prompt ' + str(args.prompt)} "
+    step = ("" if meta.get("phase") == "forward" else
+            f"{'context ' + str(args.context) if args.phase == 'decode' else 'prompt ' + str(args.prompt)} ")
+    title = (f"{meta.get('model', args.model)} {meta.get('phase', args.phase)} batch {args.batch} {step}"
              f"{args.dtype}{f' tp {args.tp}' if args.tp > 1 else ''} on {system.name}")
-    plot_roofline(df, system, out / "roofline.png", title=title)
+    # one writer per folder; each file is replaced whole, so a reader never sees half of one
+    with locked_dir(args.out, "--out") as out:
+        with atomic_file(out / "ops.csv", "--out") as tmp:
+            df.to_csv(tmp, index=False)
+        with atomic_file(out / "roofline.png", "--out") as tmp:
+            plot_roofline(df, system, tmp, title=title)
 
     print(title)
     print(f"ops {tot['ops']}  kernels {tot['kernels']}  unknown ops {tot['unknown_ops']}")

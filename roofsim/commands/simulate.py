@@ -14,7 +14,7 @@ import sys
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from roofsim.cliargs import add_step_args
+from roofsim.cliargs import add_step_args, fill_step_args
 from roofsim.errors import UserError
 from simulator.placement import Placement
 
@@ -48,9 +48,14 @@ def _tier(system, name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from roofsim.outputs import atomic_file, check_file
+
+    given = fill_step_args(args)
     for name in ("batch", "context", "prompt", "tp"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.trace_out:
+        check_file(args.trace_out, "--trace-out")
     system = catalog.load(args.hardware)
     placement = Placement(weights=_tier(system, args.weights_tier), kv_cache=_tier(system, args.kv_tier),
                           prefetch=args.prefetch).validate(system)
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
     graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                  dtype=args.dtype)
+                  dtype=args.dtype, given=given)
     from workloads.tensor_parallel import check_degree
 
     check_degree(graph, args.tp)
@@ -76,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     res = simulate(graph, system, launch=args.launch, tp=args.tp, placement=placement, engine=args.engine)
     if args.trace_out:
-        res.to_perfetto(args.trace_out)
+        with atomic_file(args.trace_out, "--trace-out") as tmp:
+            res.to_perfetto(tmp)
     if args.format == "json":
         sys.stdout.write(res.summary_json() + "\n")
     else:

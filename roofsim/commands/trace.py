@@ -7,11 +7,10 @@ import argparse
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 
 from tabulate import tabulate
 
-from roofsim.cliargs import add_step_args
+from roofsim.cliargs import add_step_args, fill_step_args
 from roofsim.errors import UserError
 
 
@@ -33,26 +32,22 @@ def _human(x: float, unit: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from roofsim.outputs import atomic_file, check_file
     from workloads import build
 
+    given = fill_step_args(args)
     for name in ("batch", "context", "prompt"):
         v = getattr(args, name)
         if v < (0 if name == "context" else 1):
             raise UserError(f"--{name} must be {'>= 0' if name == 'context' else '>= 1'}, got {v}")
-    out_path = Path(args.output) if args.output else None
-    if out_path is not None and out_path.exists() and out_path.is_dir():
-        raise UserError(f"-o {args.output}: is a directory")
+    out_path = check_file(args.output, "-o") if args.output else None
     g = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-              dtype=args.dtype)
+              dtype=args.dtype, given=given)
     summary = g.summary()
     summary["kinds"] = dict(Counter(op.kind for op in g.ops))
     if out_path is not None:
-        tmp = out_path.with_name(out_path.name + ".tmp")
-        try:
+        with atomic_file(out_path, "-o") as tmp:  # whole or not at all; concurrent writers never mix
             g.to_json(tmp)
-            tmp.replace(out_path)
-        except OSError as e:
-            raise UserError(f"cannot write {args.output}: {e.strerror or e}") from None
     if args.format == "json":
         print(json.dumps(summary, indent=2, sort_keys=True, default=str))
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from roofsim.cliargs import add_step_args
+from roofsim.cliargs import add_step_args, fill_step_args
 from roofsim.errors import UserError
 
 
@@ -35,6 +35,7 @@ def _table(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    fill_step_args(args)
     if args.profile:
         return _run_profile(args)
     from validation.calibrate import validate

@@ -6,6 +6,7 @@ See ``roofsim.planner.evaluate`` for what each column means.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -110,8 +111,8 @@ def settings(
             raise UserError(
                 f"--price-per-hour: {hw!r} is not a hardware of this run; the run has: {', '.join(systems)}"
             )
-        if not float(price) >= 0:
-            raise UserError(f"--price-per-hour {hw}={price}: must be >= 0")
+        if not (math.isfinite(float(price)) and float(price) >= 0):
+            raise UserError(f"--price-per-hour {hw}={price}: must be a finite number >= 0")
     placement = _placement(placement)
     if placement is not None and hasattr(placement, "validate"):
         for s in systems.values():
@@ -172,6 +173,8 @@ def plan(
     batches = _positive_ints(_as_list(batch, "--batch", DEFAULT_BATCH), "--batch")
     if int(workers) < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    if max_batch and not (isinstance(batch_limit, int) and batch_limit >= 1):
+        raise UserError(f"--batch-limit must be a whole number >= 1, got {batch_limit}")
     s = settings(
         hardware,
         prompt=prompt,

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .run import run
+from .store import StoreError, read_csv
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(args.device, args.out, mode=mode, progress=show, threads=args.threads)
+    except KeyboardInterrupt:
+        try:
+            kept = len(read_csv(args.out, warn=None))
+        except StoreError:
+            kept = 0
+        print(f"harness: interrupted; {kept} rows kept in {args.out} (run again to resume)", file=sys.stderr)
+        return 130
     except Exception as e:
         if not getattr(e, "user_facing", False):
             raise

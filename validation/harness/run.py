@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from . import sysinfo
 from .cases import Case
 from .plan import cases as plan_cases
-from .store import Store
+from .store import Store, StoreError
 from .timing import CacheFlusher, measure
 
 
@@ -112,21 +113,28 @@ def run(
             raise DeviceError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     store = Store(out)
-    store.write_meta({**sysinfo.collect(device), "mode": mode})
-    done = store.done_ids()
-    todo = [c for c in (case_list if case_list is not None else plan_cases(mode, device))]
-    flusher = None
-    if any(c.params.get("cold") for c in todo if c.id not in done):
-        flusher = CacheFlusher(device, _flush_bytes(device))
-    torch.manual_seed(0)
-    for case in todo:
-        if case.id in done:
+    with store.lock():
+        dropped = store.repair()
+        if dropped:
+            print(f"roofsim: warning: {dropped}", file=sys.stderr)
+        if store.done_ids() and not store.meta_path.exists():
+            raise StoreError(f"{store.dir} holds measurements but no {store.meta_path.name}: cannot tell which "
+                             "machine measured them; use another --out")
+        store.write_meta({**sysinfo.collect(device), "mode": mode})
+        done = store.done_ids()
+        todo = [c for c in (case_list if case_list is not None else plan_cases(mode, device))]
+        flusher = None
+        if any(c.params.get("cold") for c in todo if c.id not in done):
+            flusher = CacheFlusher(device, _flush_bytes(device))
+        torch.manual_seed(0)
+        for case in todo:
+            if case.id in done:
+                if progress:
+                    progress(case, None)
+                continue
+            row = measure_case(case, device, mode, flusher)
+            store.append(row)
+            done.add(case.id)
             if progress:
-                progress(case, None)
-            continue
-        row = measure_case(case, device, mode, flusher)
-        store.append(row)
-        done.add(case.id)
-        if progress:
-            progress(case, row)
+                progress(case, row)
     return store
