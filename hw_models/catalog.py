@@ -114,6 +114,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         if val is None:
             out.pop(key, None)
         elif key == "attach":
+            if not isinstance(val, list):
+                raise SpecError(f"attach: expected a list of tier ids, got {val!r}")
             out[key] = list(out.get(key) or []) + list(val)
         elif key == "host" and isinstance(val, dict) and isinstance(out.get(key), str):
             out[key] = _merge(_component("hosts", out[key], "host"), val)

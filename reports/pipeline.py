@@ -152,7 +152,7 @@ def accuracy_section(pvm: pd.DataFrame, out: Path, source: str, system=None) -> 
 
 
 def frontier_rows(model: str, hardware: list[str], batches: list[int], *, context: int, prompt: int, dtype: str,
-                  launch: str) -> pd.DataFrame:
+                  launch: str, fusion: str = "none") -> pd.DataFrame:
     """Decode TPOT and tokens/s per hardware over ``batches``: from ``roofsim.planner.plan`` when it is
     there, else a direct simulate sweep. Columns: hardware, batch, tpot_s, tokens_per_s, fits, reason."""
     try:
@@ -162,7 +162,7 @@ def frontier_rows(model: str, hardware: list[str], batches: list[int], *, contex
     if plan is not None:
         # one device per replica (tp 1): the frontier compares what each machine's device does
         df = plan(model, hardware, tp=[1], batch=list(batches), context=[context], prompt=prompt, dtype=dtype,
-                  launch=launch, progress=False)
+                  launch=launch, fusion=fusion, progress=False)
         out = normalize_plan(df)
         out.attrs["source"] = "roofsim.planner.plan"
         return out
@@ -240,11 +240,18 @@ def frontier_section(rows: pd.DataFrame, out: Path, model: str, context: int) ->
 def build_report(model: str, hardware: list[str], *, phase: str = "decode", batch: int = 1, context: int = 2048,
                  prompt: int = 512, dtype: str = "bf16", launch: str = "eager", measurements: str | Path | None = None,
                  out: str | Path, frontier_batches: list[int] | tuple[int, ...] = (1, 4, 16, 64),
-                 command: str = "", given: Any = ()) -> Path:
+                 command: str = "", given: Any = (), fusion: str | list[str] = "none") -> Path:
     """Write ``out/report.html`` and its figures and tables; return the HTML's path.
 
     ``given``: the step options the user set explicitly (see ``workloads.build``).
+    ``fusion``: one policy or several (``["none", "serving"]``): with several, every
+    hardware runs under each, side by side, so a reader sees what fused kernels buy.
     """
+    from workloads.fusion import policy
+
+    fusions = [fusion] if isinstance(fusion, str) else list(fusion)
+    for f in fusions:
+        policy(f)
     from hw_models.catalog import load
     from simulator import simulate
     from workloads import build
@@ -265,13 +272,16 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
         msource = str(meta.get("device_name") or meta.get("device") or Path(measurements).name)
 
     sections: list[Section] = []
-    for ph in phases:
-        graph = build(model, phase=ph, batch=batch, context=context, prompt=prompt, dtype=dtype, given=given)
+    runs = [(ph, fu) for ph in phases for fu in fusions]
+    for ph, fu in runs:
+        graph = build(model, phase=ph, batch=batch, context=context, prompt=prompt, dtype=dtype, given=given,
+                      fusion=fu)
+        tag = f" · fusion {fu}" if len(fusions) > 1 else ""
         for sysm in systems:
             res = simulate(graph, sysm, launch=launch)
             summary = res.summary()
             summary.setdefault("prompt", prompt)
-            key = slug(f"{sysm.id}-{ph}")
+            key = slug(f"{sysm.id}-{ph}" + (f"-{fu}" if len(fusions) > 1 else ""))
             run_dir = out / key
             run_dir.mkdir(parents=True, exist_ok=True)
             overlay = measured_points(pvm) if pvm is not None and msystem is not None and msystem.id == sysm.id else None
@@ -295,7 +305,9 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
                         f"({summary['step_time_s'] / g_step:.2f}× faster).")
                 sec.details = f"{sec.details} {what}".strip()
                 sec.summary_text = f"{sec.summary_text} {what}"
-            sec.label = f"{ph} on {sysm.id} ({sysm.name})"
+            sec.label = f"{ph} on {sysm.id} ({sysm.name}){tag}"
+            if tag:
+                sec.hardware = f"{sysm.id}{tag}"
             sec.files = sorted(p.name for p in run_dir.iterdir() if p.is_file())
             sections.append(sec)
 
@@ -304,7 +316,8 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
     accuracy = accuracy_section(pvm, out, msource, msystem) if pvm is not None and len(pvm) else None
     frontier = None
     if frontier_batches:
-        rows = frontier_rows(model, hardware, list(frontier_batches), context=context, prompt=prompt, dtype=dtype, launch=launch)
+        rows = frontier_rows(model, hardware, list(frontier_batches), context=context, prompt=prompt, dtype=dtype,
+                             launch=launch, fusion=fusions[-1])
         frontier = frontier_section(rows, out, model, context)
     extra = []
     for ph in phases:
@@ -323,6 +336,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
                      f"and {float((e['ape'] <= 0.10).mean()):.0%} are within ±10%.")
     title = f"roofsim report: {model}"
     subtitle = (f"{' and '.join(phases)} · batch {batch} · context {context} · prompt {prompt} · {dtype} · {launch} launch"
+                f" · fusion {', '.join(fusions)}"
                 f" · {', '.join(s.id for s in systems)}")
     return write_html(out, sections, title=title, subtitle=subtitle, command=command or f"roofsim report {model}",
                       comparison_df=comp, accuracy=accuracy, frontier=frontier, extra_summary=extra)

@@ -20,6 +20,9 @@ def add_step_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=int, default=None, help="decode: tokens already in the KV cache (default 2048)")
     p.add_argument("--prompt", type=int, default=None, help="prefill: prompt tokens (default 512)")
     p.add_argument("--dtype", default=None, help="fp32, bf16, fp16, fp8, int8 or int4 (weight-only); default bf16")
+    p.add_argument("--fusion", choices=("none", "compile", "serving"), default="none",
+                   help="which kernels run: none (eager PyTorch, default), compile (torch.compile), serving "
+                        "(vLLM/TensorRT-LLM-style fused kernels)")
 
 
 def fill_step_args(args: argparse.Namespace) -> set[str]:

@@ -120,6 +120,7 @@ def _meta(graph, system, launch: str, tp: int, placement, engine: str) -> dict[s
         "context": m.get("context"),
         "prompt": m.get("prompt"),
         "dtype": m.get("dtype"),
+        "fusion": m.get("fusion", "none"),
         "launch": launch,
         "tp": tp,
         "placement": placement.describe() if hasattr(placement, "describe") else str(placement),

@@ -34,8 +34,8 @@ import pandas as pd
 #: significant digits kept in JSON: far below any physical precision, far above float noise
 JSON_DIGITS = 12
 
-SUMMARY_KEYS = ("model", "hardware", "phase", "batch", "context", "dtype", "launch", "tp", "step_time_s", "flops",
-                "bytes", "memory_floor_s", "compute_floor_s", "host_time_s", "device_busy_s", "kernels",
+SUMMARY_KEYS = ("model", "hardware", "phase", "batch", "context", "dtype", "fusion", "launch", "tp", "step_time_s",
+                "flops", "bytes", "memory_floor_s", "compute_floor_s", "host_time_s", "device_busy_s", "kernels",
                 "bottleneck", "time_by_bound")
 
 
@@ -96,7 +96,7 @@ class SimResult:
         return "host/launch" if k == "host" else k
 
     def summary(self) -> dict[str, Any]:
-        out = {k: self.meta.get(k) for k in SUMMARY_KEYS[:8]}
+        out = {k: self.meta.get(k) for k in SUMMARY_KEYS[:SUMMARY_KEYS.index("step_time_s")]}
         out.update(self.totals)
         out["bottleneck"] = self.bottleneck
         out["time_by_bound"] = dict(sorted(self.time_by_bound.items()))

@@ -29,6 +29,7 @@ from . import compare
 from .fit import FitResult, fit
 from .harness import run as harness_run
 from .harness.store import Store, read_csv
+from .harness.timing import NOISY_SPREAD
 from .machine import base_spec
 from .predict import predict_frame
 from .rows import build_rowset, traced_rows
@@ -197,5 +198,5 @@ def validate(measurements: str | Path, hardware: str | None = None) -> dict[str,
     summary["hardware"] = system.id
     summary["measurements"] = str(store.dir)
     summary["rows"] = pred.replace({math.nan: None}).to_dict("records") if len(pred) else []
-    summary["noisy"] = int(np.sum(pred["spread"] > 0.25)) if len(pred) else 0
+    summary["noisy"] = int(np.sum(pred["spread"] > NOISY_SPREAD)) if len(pred) else 0
     return summary

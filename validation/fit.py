@@ -38,6 +38,7 @@ from hw_models import physics
 from hw_models.spec import SystemSpec
 from simulator.params import Params
 
+from .harness.timing import NOISY_SPREAD
 from .predict import row_times
 from .rows import RowSet, build_rowset
 
@@ -57,8 +58,6 @@ SMOOTHNESS = 0.02
 #: decides only what the data leave open (a tiny op's math under its dispatch overhead);
 #: a factor of e away from the base costs what a 1% miss on one row does
 PRIOR = 0.01
-#: rows whose (p90 - p10) / median exceeds this are too noisy to fit
-NOISY_SPREAD = 0.25
 #: a parameter is identifiable when a 10% change of it moves some training row by at least this share of 10%
 SENSITIVE = 0.02
 #: how far scalars may move from the base spec (a factor)

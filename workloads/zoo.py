@@ -243,7 +243,7 @@ def _refuse_options(model: str, what: str, given: frozenset[str], allowed: tuple
 
 
 def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048, prompt: int = 512,
-          dtype: str = "bf16", *, given: Any = (), **params: Any) -> WorkloadGraph:
+          dtype: str = "bf16", *, given: Any = (), fusion: str = "none", **params: Any) -> WorkloadGraph:
     """Trace one step of ``model`` into a ``WorkloadGraph``.
 
     ``model`` is a zoo id (``list_models()``), a zoo id with parameters
@@ -259,8 +259,18 @@ def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048
     ``given`` names the step options the caller's user set explicitly (``phase``,
     ``context``, ...): a model that has no such option (a vision model has no phase or
     context; ``pkg.mod:fn`` fixes its own inputs) refuses them instead of ignoring them.
+
+    ``fusion`` (``workloads.fusion``): ``none`` (the eager kernel stream), ``compile``
+    (torch.compile's fused kernels) or ``serving`` (a serving engine's kernels).
     """
-    given = frozenset(given)
+    from .fusion import fuse, policy
+
+    policy(fusion)  # an unknown policy fails before any tracing
+    return fuse(_build(model, phase, batch, context, prompt, dtype, frozenset(given), params), fusion)
+
+
+def _build(model: str, phase: str, batch: int, context: int, prompt: int, dtype: str, given: frozenset[str],
+           params: dict[str, Any]) -> WorkloadGraph:
     if not isinstance(model, str) or not model.strip():
         raise WorkloadError("model must be a zoo id, a config.json path or package.module:function")
     if dtype not in DTYPES:

@@ -86,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens for TTFT (default 512)")
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--launch", choices=("eager", "graph"), default="eager")
+    p.add_argument("--fusion", choices=("none", "compile", "serving"), default="none",
+                   help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style)")
     p.add_argument(
         "--kv-tier", default=None, help="tier holding the KV cache (e.g. host, cxl); default device"
     )
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         dtype=args.dtype,
         launch=args.launch,
+        fusion=args.fusion,
         placement=_placement(args),
         slo_tpot_ms=args.slo_tpot_ms,
         slo_ttft_ms=args.slo_ttft_ms,
@@ -180,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             dtype=args.dtype,
             launch=args.launch,
+            fusion=args.fusion,
             placement=_placement(args),
             slo_tpot_ms=args.slo_tpot_ms,
             slo_ttft_ms=args.slo_ttft_ms,

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", default=None, help="default bf16")
     p.add_argument("--launch", choices=("eager", "graph"), default="eager",
                    help="eager: host dispatch per kernel; graph: one replayed graph (default eager)")
+    p.add_argument("--fusion", default="none",
+                   help="none, compile or serving, or several comma-separated (none,serving): each hardware "
+                        "then runs under each, side by side (default none)")
     p.add_argument("--measurements", default=None, help="a measurement directory (measurements.csv + meta.json)")
     p.add_argument("--frontier-batch", default="1,4,16,64",
                    help="decode batch sweep for the throughput-vs-TPOT frontier (default 1,4,16,64); 'none' to skip")
@@ -44,7 +47,8 @@ def register(subparsers) -> None:
 
 def _command(args) -> str:
     parts = ["roofsim report", args.model, f"--hardware {args.hardware}", f"--phase {args.phase}", f"--batch {args.batch}",
-             f"--context {args.context}", f"--prompt {args.prompt}", f"--dtype {args.dtype}", f"--launch {args.launch}"]
+             f"--context {args.context}", f"--prompt {args.prompt}", f"--dtype {args.dtype}", f"--launch {args.launch}",
+             f"--fusion {args.fusion}"]
     if args.measurements:
         parts.append(f"--measurements {args.measurements}")
     return " ".join(parts + [f"--out {args.out}"])
@@ -75,6 +79,7 @@ def run(args) -> int:
                 args.model, hardware, phase=args.phase, batch=args.batch, context=args.context,
                 prompt=args.prompt, dtype=args.dtype, launch=args.launch, measurements=args.measurements,
                 out=tmp, frontier_batches=sweep, command=_command(args), given=given,
+                fusion=[f.strip() for f in args.fusion.split(",") if f.strip()] or ["none"],
             )
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; nothing written to {args.out} (a previous report there is kept)") from None

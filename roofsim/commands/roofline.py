@@ -31,10 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build(model: str, **kw):
-    try:
-        from workloads import build
-    except ImportError:
-        raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
+    from workloads import build
+
     return build(model, **kw)
 
 
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tp > system.num_devices:
         raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
     graph = _build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                   dtype=args.dtype, given=given)
+                   dtype=args.dtype, given=given, fusion=args.fusion)
     from simulator.footprint import check_fits
     from workloads.tensor_parallel import check_degree
 

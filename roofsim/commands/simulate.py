@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
     graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                  dtype=args.dtype, given=given)
+                  dtype=args.dtype, given=given, fusion=args.fusion)
     from workloads.tensor_parallel import check_degree
 
     check_degree(graph, args.tp)
@@ -98,7 +98,7 @@ def _table(res, args) -> None:
     t = lambda x: units.fmt(x, "time")  # noqa: E731
     ctx = f"context {s['context']}" if s["phase"] == "decode" else f"prompt {res.meta.get('prompt')}"
     print(f"{s['model']} {s['phase']} batch {s['batch']} {ctx} {s['dtype']} on {s['hardware']}, "
-          f"launch {s['launch']}, tp {s['tp']} ({s['placement']}; engine {s['engine']})")
+          f"fusion {s['fusion']}, launch {s['launch']}, tp {s['tp']} ({s['placement']}; engine {s['engine']})")
     rows = [
         ["step time", t(step)],
         ["tokens/s", f"{s['tokens_per_s']:.4g}" if s.get("tokens_per_s") else "-"],

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be {'>= 0' if name == 'context' else '>= 1'}, got {v}")
     out_path = check_file(args.output, "-o") if args.output else None
     g = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-              dtype=args.dtype, given=given)
+              dtype=args.dtype, given=given, fusion=args.fusion)
     summary = g.summary()
     summary["kinds"] = dict(Counter(op.kind for op in g.ops))
     if out_path is not None:

@@ -92,6 +92,7 @@ def settings(
     prompt: int = 512,
     dtype: str = "bf16",
     launch: str = "eager",
+    fusion: str = "none",
     placement: Any = None,
     slo_tpot_ms: float | None = None,
     slo_ttft_ms: float | None = None,
@@ -104,6 +105,9 @@ def settings(
     """Validated ``Settings`` for a run (all bad input raises one-line ``UserError``)."""
     if launch not in ("eager", "graph"):
         raise UserError(f"--launch must be eager or graph, got {launch!r}")
+    from workloads.fusion import policy
+
+    policy(fusion)
     systems = systems_for(hardware, set_overrides, scale)
     prices = dict(price_per_hour or {})
     for hw, price in prices.items():
@@ -122,6 +126,7 @@ def settings(
         prompt=_positive_ints([prompt], "--prompt")[0],
         dtype=dtype,
         launch=launch,
+        fusion=fusion,
         placement=placement,
         slo_tpot_ms=_slo(slo_tpot_ms, "--slo-tpot-ms"),
         slo_ttft_ms=_slo(slo_ttft_ms, "--slo-ttft-ms"),
@@ -144,6 +149,7 @@ def plan(
     prompt: int = 512,
     dtype: str = "bf16",
     launch: str = "eager",
+    fusion: str = "none",
     placement: Any = None,
     slo_tpot_ms: float | None = None,
     slo_ttft_ms: float | None = None,
@@ -180,6 +186,7 @@ def plan(
         prompt=prompt,
         dtype=dtype,
         launch=launch,
+        fusion=fusion,
         placement=placement,
         slo_tpot_ms=slo_tpot_ms,
         slo_ttft_ms=slo_ttft_ms,

@@ -52,6 +52,8 @@ class Settings:
     prompt: int = 512
     dtype: str = "bf16"
     launch: str = "eager"
+    #: which kernels run (workloads.fusion): none, compile or serving
+    fusion: str = "none"
     placement: Any = None
     slo_tpot_ms: float | None = None
     slo_ttft_ms: float | None = None
@@ -80,11 +82,12 @@ def _remember(cache: dict, key: tuple, make: Callable[[], Any]) -> Any:
 
 def graph(s: Settings, model: str, phase: str, batch: int, context: int):
     ctx = context if phase == "decode" else 0
-    key = (s.build_fn, model, phase, batch, ctx, s.prompt, s.dtype)
+    key = (s.build_fn, model, phase, batch, ctx, s.prompt, s.dtype, s.fusion)
     return _remember(
         _GRAPHS,
         key,
-        lambda: s.build_fn(model, phase=phase, batch=batch, context=ctx, prompt=s.prompt, dtype=s.dtype),
+        lambda: s.build_fn(model, phase=phase, batch=batch, context=ctx, prompt=s.prompt, dtype=s.dtype,
+                           fusion=s.fusion),
     )
 
 
@@ -108,6 +111,7 @@ def evaluate(s: Settings, model: str, hw: str, tp: int, batch: int, context: int
         "context": context,
         "prompt": s.prompt,
         "dtype": s.dtype,
+        "fusion": s.fusion,
         "launch": s.launch,
         "replicas": system.num_devices // tp,
     }
@@ -150,7 +154,7 @@ def _evaluate(
     row["reason"] = "; ".join(reasons)
     if row["fits"]:
         dec = _sim(s, dec_g, system, tp)
-        key = (s.build_fn, s.simulate_fn, model, s.keys.get(hw, hw), tp, batch, s.prompt, s.dtype, s.launch)
+        key = (s.build_fn, s.simulate_fn, model, s.keys.get(hw, hw), tp, batch, s.prompt, s.dtype, s.launch, s.fusion)
         key += (repr(s.placement),)
         pre = _remember(_PREFILL, key, lambda: _sim(s, pre_g, system, tp))
         tpot, ttft = float(dec["step_time_s"]), float(pre["step_time_s"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DATASET = Path(__file__).resolve().parents[2] / "validation" / "data" / "cpu-vm-20261123"
+DATASET = Path(__file__).resolve().parents[2] / "validation" / "data" / "cpu-vm-20261129"
 
 
 def run() -> list[dict]:

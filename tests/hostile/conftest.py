@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATASET = ROOT / "validation" / "data" / "cpu-vm-20261123"
+DATASET = ROOT / "validation" / "data" / "cpu-vm-20261129"
 
 #: a small LLaMA config that traces in well under a second; variants break one key each
 GOOD_CONFIG = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from roofsim.cli import main
 
-DATASET = Path(__file__).resolve().parents[2] / "validation" / "data" / "cpu-vm-20261123"
+DATASET = Path(__file__).resolve().parents[2] / "validation" / "data" / "cpu-vm-20261129"
 
 SPEC_KEYS = ["id", "name", "base", "host", "device", "memory", "tiers", "attach", "host_link", "num_devices",
              "interconnect", "value", "source", "points", "kind", "capacity", "bandwidth", "latency", "link",

@@ -29,7 +29,7 @@ def llama_params(c: dict) -> int:
 # -- fakes: fast stand-ins for workloads.build and simulate (top-level: they pickle) ----
 
 
-def fake_build(model, *, phase, batch, context, prompt, dtype):
+def fake_build(model, *, phase, batch, context, prompt, dtype, fusion="none"):
     cfg = (
         {**L70, "params": llama_params(L70)}
         if model == "big"

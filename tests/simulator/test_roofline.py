@@ -102,7 +102,7 @@ def test_roofline_command_writes_csv_and_chart(tmp_path, capsys, fake_build):
                "--context", "128", "--top", "3", "--out", str(out)])
     assert rc == 0
     assert fake_build[0] == ("tiny", {"phase": "decode", "batch": 2, "context": 128, "prompt": 512, "dtype": "bf16",
-                                     "given": {"phase", "batch", "context"}})
+                                     "given": {"phase", "batch", "context"}, "fusion": "none"})
     df = pd.read_csv(out / "ops.csv")
     assert len(df) == 12 and set(COLUMNS) <= set(df.columns)
     png = (out / "roofline.png").read_bytes()

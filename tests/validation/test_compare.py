@@ -58,12 +58,14 @@ def test_split_is_deterministic_and_whole_model_steps_always_held_out(family, si
 
 
 def test_neighbours_share_a_family_so_they_share_a_side():
-    # the same op within one decade of size is one family: all held out or all trained
-    sides = {held_out(_row(flops=f)) for f in (1.1e6, 2e6, 5e6, 9.9e6)}
+    # the same op within one half-decade of size is one family: all held out or all trained
+    sides = {held_out(_row(flops=f)) for f in (1.1e6, 2e6, 3e6)}
     assert len(sides) == 1
-    assert family_key(_row(flops=2e6)) == family_key(_row(flops=9e6)) != family_key(_row(flops=2e7))
+    assert family_key(_row(flops=1.2e6)) == family_key(_row(flops=3e6)) != family_key(_row(flops=4e6))
+    assert family_key(_row(flops=4e6)) == family_key(_row(flops=9e6)) != family_key(_row(flops=2e7))
     # memory-bound families are banded by bytes, matrix families by FLOPs
     assert family_key(_row("norm", "rms_norm", nbytes=3e5, flops=1e9)).endswith("1e5")
+    assert family_key(_row("norm", "rms_norm", nbytes=4e5, flops=1e9)).endswith("1e5.5")
 
 
 def test_public_rows_are_held_out_by_model():
@@ -77,3 +79,12 @@ def test_split_fraction_is_about_a_third():
     fams = [_row(op=f"op{i}") for i in range(600)]
     frac = np.mean([held_out(r) for r in fams])
     assert abs(frac - 1 / 3) < 0.06
+
+
+def test_every_third_size_band_of_an_op_is_held_out():
+    sizes = [10 ** (b / 2 + 0.1) for b in range(6, 20)]
+    sides = [held_out(_row(flops=f)) for f in sizes]
+    assert sum(sides) in (4, 5)  # 14 consecutive bands: a third of them
+    # never two neighbouring bands held out, never three in a row trained
+    assert not any(a and b for a, b in zip(sides, sides[1:], strict=False))
+    assert not any(not (a or b or c) for a, b, c in zip(sides, sides[1:], sides[2:], strict=False))

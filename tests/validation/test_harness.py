@@ -150,3 +150,53 @@ def test_work_matches_tracer_for_single_op_cases():
         assert len(ops) == 1, c.id
         assert ops[0].total_flops == pytest.approx(c.work()["flops"], rel=0.01), c.id
         assert ops[0].bytes == pytest.approx(c.work()["bytes"], rel=0.01), c.id
+
+
+class _FakeClock:
+    """perf_counter that advances only when the measured function says so."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _timed(monkeypatch, durations):
+    from validation.harness import timing
+
+    clock = _FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    seq = iter(durations)
+
+    def fn():
+        clock.t += next(seq)
+
+    return timing, fn
+
+
+def test_a_steady_case_is_measured_once_and_reports_its_spread(monkeypatch):
+    timing, fn = _timed(monkeypatch, [1e-3] * 1000)
+    t = timing.measure(fn, (), "cpu", repeats=9, warmup=1, min_repeat_s=0.0)
+    assert t.rounds == 1 and not t.noisy
+    assert t.median_s == pytest.approx(1e-3) and t.spread == pytest.approx(0.0)
+    assert t.as_row()["spread"] == pytest.approx(0.0) and t.as_row()["noisy"] is False
+
+
+def test_a_noisy_case_is_measured_again_then_flagged(monkeypatch):
+    # every other call takes 3x longer: the spread stays far above the threshold
+    timing, fn = _timed(monkeypatch, [1e-3, 3e-3] * 1000)
+    t = timing.measure(fn, (), "cpu", repeats=9, warmup=1, min_repeat_s=0.0)
+    assert t.rounds == timing.EXTRA_ROUNDS + 1
+    assert t.repeats == 9 * (timing.EXTRA_ROUNDS + 1)
+    assert t.noisy and t.spread > timing.NOISY_SPREAD
+
+
+def test_a_case_that_settles_keeps_its_pooled_median(monkeypatch):
+    # the first round is disturbed (two slow calls of nine), later rounds are clean: the
+    # pooled p90 falls back to the steady time by the third round
+    first = [1e-3] * 7 + [2e-3] * 2
+    timing, fn = _timed(monkeypatch, [1e-3] + [1e-3] + first + [1e-3] * 1000)
+    t = timing.measure(fn, (), "cpu", repeats=9, warmup=1, min_repeat_s=0.0)
+    assert t.rounds == 3 and not t.noisy
+    assert t.median_s == pytest.approx(1e-3)

@@ -59,6 +59,15 @@ def _models(items: list[tuple[str, str, int]], dtype: str = "fp32") -> list[Case
     return out
 
 
+def _geom(lo: int, hi: int, step: float) -> list[int]:
+    """Sizes from ``lo`` to ``hi`` a factor ``step`` apart (rounded to multiples of 256)."""
+    out, x = [], float(lo)
+    while x <= hi * 1.0001:
+        out.append(max(256, int(round(x / 256)) * 256))
+        x *= step
+    return sorted(set(out))
+
+
 def cases(mode: str, device: str) -> list[Case]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -82,40 +91,46 @@ def cases(mode: str, device: str) -> list[Case]:
             out += [Case("transfer", "copy", {"n": 4096}, "fp32", {"pinned": p, "direction": "h2d"}) for p in (False, True)]
         return out
     quick = mode == "quick"
-    bw = [32 * K, 256 * K, 2 * M, 16 * M, 128 * M] if quick else [
-        16 * K, 48 * K, 128 * K, 384 * K, 768 * K, 2 * M, 6 * M, 16 * M, 28 * M, 64 * M, 256 * M, 512 * M
-    ]
+    # full mode: sizes dense enough that every decade holds several rows of each op, so a
+    # whole decade can be held out (validation.holdout) and the rest still pins the curve
+    bw = [32 * K, 256 * K, 2 * M, 16 * M, 128 * M] if quick else _geom(16 * K, 512 * M, 2)
     if cuda:
         bw = [256 * K, 4 * M, 32 * M, 256 * M, 1024 * M] if quick else [
             64 * K, 256 * K, 1 * M, 4 * M, 16 * M, 32 * M, 64 * M, 256 * M, 1024 * M, 2048 * M
         ]
-    sq = [64, 128, 256, 512, 1024] if quick else [32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048]
+    sq = [64, 128, 256, 512, 1024] if quick else [32, 48, 64, 96, 128, 192, 256, 320, 384, 512, 640, 768, 1024,
+                                                   1280, 1536, 2048]
     if cuda:
         sq = [s * 4 for s in sq]
     mm_fp32 = [(s, s, s) for s in sq] + ([(16, 1024, 1024), (128, 2048, 512)] if quick else [
-        (8, 1024, 1024), (16, 2048, 2048), (64, 1024, 4096), (128, 4096, 1024), (256, 768, 3072), (512, 3072, 768),
-        (1024, 256, 1024), (2048, 64, 2048),
+        (8, 1024, 1024), (16, 2048, 2048), (32, 896, 896), (64, 1024, 4096), (64, 768, 3072), (128, 4096, 1024),
+        (128, 896, 4864), (256, 768, 3072), (256, 3072, 768), (512, 3072, 768), (512, 896, 896), (1024, 256, 1024),
+        (1024, 768, 768), (2048, 64, 2048),
     ])
     mm_bf16 = [(s, s, s) for s in sq[:3 if quick else 7]]
     gemv = [(1024, 1024), (4096, 1024), (4096, 4096)] if quick else [
-        (512, 512), (1024, 1024), (2048, 1024), (4096, 1024), (1024, 4096), (4096, 4096), (8192, 2048), (8192, 4096)
+        (256, 256), (512, 512), (768, 768), (1024, 1024), (2048, 1024), (4096, 1024), (1024, 4096), (2304, 768),
+        (768, 3072), (4096, 4096), (8192, 2048), (8192, 4096)
     ]
     # ops that allocate their output stay at or under 4 MiB of output on the CPU: above that the
     # allocator hands back fresh pages and first-touch page faults dominate (a term the cost
     # model does not have yet; the report measures it separately)
-    ew_sizes = [4 * K, 64 * K, 1 * M] if quick else [1 * K, 4 * K, 16 * K, 64 * K, 128 * K, 256 * K, 512 * K, 1 * M]
+    ew_sizes = [4 * K, 64 * K, 1 * M] if quick else _geom(1 * K, 1 * M, 2 ** 0.5)
     if cuda:
         ew_sizes = [4 * K, 256 * K, 4 * M] if quick else [1 * K, 8 * K, 32 * K, 128 * K, 512 * K, 2 * M, 8 * M, 32 * M]
     ew_ops = ["add", "gelu"] if quick else ["add", "mul", "gelu", "silu", "exp"]
     row_shapes = [(64, 1024), (256, 1024), (1024, 1024)] if quick else [
-        (1, 768), (16, 768), (128, 896), (256, 1024), (512, 1024), (1024, 1024), (64, 4096), (32, 32000)
+        (1, 768), (4, 768), (16, 768), (32, 896), (64, 896), (128, 896), (256, 1024), (384, 1024), (512, 1024),
+        (768, 1024), (1024, 1024), (64, 4096), (8, 32000), (32, 32000)
     ]
     if cuda:
         row_shapes = [(64, 1024), (1024, 1024), (4096, 4096)] if quick else [
             (1, 768), (16, 768), (128, 896), (512, 1024), (2048, 2048), (4096, 4096), (8192, 4096), (32, 32000)
         ]
-    att = [(s, s, 0, True) for s in ([128, 512] if quick else [64, 128, 256, 512, 1024, 2048])]
-    att += [(1, s, 0, False) for s in ([256, 2048] if quick else [128, 512, 1024, 2048, 4096, 8192])]
+    att = [(s, s, 0, True) for s in ([128, 512] if quick else [32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536,
+                                                              2048])]
+    att += [(1, s, 0, False) for s in ([256, 2048] if quick else [64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+                                                                  4096, 6144, 8192])]
     scatter_n = 1 << (14 if quick else 16)
     distinct = [scatter_n, scatter_n // 16, 16, 1] if quick else [
         scatter_n, scatter_n // 4, scatter_n // 16, scatter_n // 64, 256, 16, 4, 1

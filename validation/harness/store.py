@@ -53,6 +53,10 @@ COLUMNS = [
     "cold",
     # how the figure was timed (validation.rows: loop, step, graph, device); empty: by family
     "timing",
+    # (p90 - p10) / median of the samples, and whether it stayed above the noise threshold
+    # after the extra rounds (harness/timing.py)
+    "spread",
+    "noisy",
     # where a row of a public dataset came from (repository:path)
     "source",
 ]
