@@ -345,8 +345,14 @@ class LinkSpec(_Strict):
     #: caps the link at ``outstanding_lines x granularity / latency``
     outstanding_lines: Count | None = None
     #: device fabrics: the fixed time of one collective call beyond its algorithm's steps
-    #: (the communication library's protocol setup and the wait for every rank to arrive)
+    #: when the ranks run in lockstep (captured in a CUDA graph): the library's protocol setup
     collective_latency: Seconds | None = None
+    #: the same for a collective launched eagerly: it also waits for the last rank's host
+    #: to launch it (launch skew); None: as ``collective_latency``
+    eager_collective_latency: Seconds | None = None
+    #: device fabrics with peer memory access (NVLink): the fixed time of a serving engine's
+    #: custom one-shot all-reduce (every rank reads its peers' buffers); None: not available
+    custom_allreduce_latency: Seconds | None = None
 
     @model_validator(mode="after")
     def _cacheline(self) -> LinkSpec:

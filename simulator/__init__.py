@@ -49,7 +49,9 @@ def simulate(
     ``loop`` (bare ops in a tight loop, as a benchmark calls them) or ``device`` (the
     kernels alone, as a profiler's kernel view sums them).
     ``tp``: tensor-parallel degree; the graph is sharded Megatron-style
-    (``workloads.tensor_parallel``) and one representative device is simulated.
+    (``workloads.tensor_parallel``) and one representative device is simulated. Its
+    collectives pay the fabric's eager or captured-graph latency by ``launch``, and a
+    ``serving``-fused graph may use the fabric's custom one-shot all-reduce.
     ``placement``: a ``simulator.placement.Placement`` (default: everything on the device).
     ``engine``: ``simpy``, ``fast`` (single-stream chains only) or ``auto`` (fast when exact).
     ``cost_fn(graph, system, placement) -> list[OpCost]`` replaces the cost model (tests).
@@ -77,6 +79,13 @@ def simulate(
 
         with gc_paused():
             graph = shard(graph, tp)
+        # how the collectives run: a CUDA graph keeps the ranks in lockstep (no launch skew);
+        # serving engines all-reduce small messages with their own one-shot kernel
+        custom = graph.meta.get("fusion") == "serving"
+        for op in graph.ops:
+            if op.kind == "collective":
+                op.attrs["launch"] = "graph" if launch == "graph" else "eager"
+                op.attrs["custom"] = custom
     from .params import Params
 
     params = params or Params(system)

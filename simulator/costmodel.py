@@ -268,8 +268,8 @@ class OpTerms:
     atomic: tuple[float, float] | None = None
     #: (tier, passes, bytes per pass, flops per pass)
     pim: tuple[str, float, float, float] | None = None
-    #: (kind, ranks, message bytes, resource)
-    collective: tuple[str, int, float, str] | None = None
+    #: (kind, ranks, message bytes, resource, launched eagerly, custom one-shot allowed)
+    collective: tuple[str, int, float, str, bool, bool] | None = None
     roofline_s: float = 0.0
     unknown: bool = False
     flops: float = 0.0
@@ -476,7 +476,9 @@ def _collective(op: Op, st: Structure, t: OpTerms) -> None:
     if st.system.interconnect is None:
         raise ParamError(f"system {st.system.id!r} has no interconnect for a {n}-way {ckind}; "
                          "add one to its spec (bandwidth, latency, efficiency with sources)")
-    t.collective = (ckind, n, size, f"interconnect.{st.d}")
+    a = op.attrs
+    custom = bool(a.get("custom")) and ckind == "all_reduce" and st.system.interconnect.custom_allreduce_latency is not None
+    t.collective = (ckind, n, size, f"interconnect.{st.d}", a.get("launch", "eager") != "graph", custom)
 
 
 def _route(a, read: bool, st: Structure, pl: Placement, pim_tier, resident, cand, far, t: OpTerms) -> float:
@@ -647,12 +649,20 @@ def evaluate(table: TermTable, params: Params) -> Evaluation:
         np.maximum.at(memory, do, dem_time)
 
     coll: dict[int, tuple[str, float, float, str]] = {}
-    for i, (kind, ranks, size, res) in table.coll:
+    for i, (kind, ranks, size, res, eager, custom) in table.coll:
         rate = float(params.rate("link:interconnect", size))
         lat = params.scalar("latency:link:interconnect")
+        call = params.scalar(("eager_call_latency" if eager else "call_latency") + ":link:interconnect")
         secs, algo = physics.collective_time(kind, size, ranks, rate, lat, ("ring", "tree"))
+        if custom:
+            # a serving engine's one-shot all-reduce: its own fixed time, one step; eager launch
+            # skew is paid the same (every rank must reach it)
+            extra = call - params.scalar("call_latency:link:interconnect")
+            one = params.scalar("custom_latency:link:interconnect") + extra + (ranks - 1) * size / rate
+            if one < secs + call:
+                secs, algo, call = one, "one_shot", params.scalar("custom_latency:link:interconnect") + extra
         traffic, steps = physics.collective_terms(kind, ranks, algo)
-        fixed[i] += steps * lat + params.scalar("call_latency:link:interconnect")
+        fixed[i] += (0.0 if algo == "one_shot" else steps * lat) + call
         coll[i] = (res, traffic * size, rate, algo)
         if traffic * size > 0:
             memory[i] = max(memory[i], traffic * size / rate)

@@ -1,6 +1,6 @@
 """The simpy engine: a host issuing kernels, device streams, shared bandwidth, prefetch.
 
-Physics (DESIGN.md, "The simulator's physics"):
+Physics (docs/architecture.md, "The physics"):
 
 * **Host.** The host walks the ops in program order. Eager launch pays
   ``host.dispatch_overhead`` per kernel launch; graph replay pays ``host.graph_launch``

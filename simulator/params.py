@@ -18,7 +18,9 @@ key                                what                                        k
 ``link:<tier>``                    a tier's link, per direction, by bytes       curve B/s
 ``link:interconnect``              the device fabric, by message bytes          curve B/s
 ``latency:<link key>``             per transfer / per collective step          seconds
-``call_latency:link:interconnect``  fixed time of one collective call           seconds
+``call_latency:link:interconnect``  fixed time of one collective call (graph)   seconds
+``eager_call_latency:link:...``    the same, launched eagerly (launch skew)     seconds
+``custom_latency:link:...``        a custom one-shot all-reduce's fixed time    seconds
 ``kernel_latency``                 device-side time of one kernel               seconds
 ``atomics.update_rate``            distinct-address atomic updates              /s
 ``atomics.same_address_rate``      same-address updates (serialised)            /s
@@ -185,6 +187,14 @@ class Params:
             return self.link(key.removeprefix("latency:")).latency.value
         if key.startswith("call_latency:"):
             return self.link(key.removeprefix("call_latency:")).collective_latency.value
+        if key.startswith("eager_call_latency:"):
+            link = self.link(key.removeprefix("eager_call_latency:"))
+            return (link.eager_collective_latency or link.collective_latency).value
+        if key.startswith("custom_latency:"):
+            link = self.link(key.removeprefix("custom_latency:"))
+            if link.custom_allreduce_latency is None:
+                raise ParamError(f"link {link.name!r} has no custom all-reduce")
+            return link.custom_allreduce_latency.value
         if key.startswith("pim:"):
             tier, _, what = key[4:].rpartition(".")
             pim = self._tier(tier).pim
@@ -222,7 +232,10 @@ class Params:
             if t.pim is not None:
                 keys += [f"pim:{t.name}.{w}" for w in ("internal", "peak", "mode_switch")]
         if system.interconnect is not None:
-            keys += ["link:interconnect", "latency:link:interconnect", "call_latency:link:interconnect"]
+            keys += ["link:interconnect", "latency:link:interconnect", "call_latency:link:interconnect",
+                     "eager_call_latency:link:interconnect"]
+            if system.interconnect.custom_allreduce_latency is not None:
+                keys.append("custom_latency:link:interconnect")
         return keys + list(SCALARS)
 
     def peak(self, key: str) -> float:

@@ -289,10 +289,12 @@ def _key_sizes(rs: RowSet, train: np.ndarray) -> tuple[dict[str, list[float]], d
     for i, (tier, *_r) in t.pim:
         for w in ("internal", "peak", "mode_switch"):
             add(f"pim:{tier}.{w}", i, None)
-    for i, (_k, _n, size, _res) in t.coll:
+    for i, (_k, _n, size, _res, eager, custom) in t.coll:
         add("link:interconnect", i, size)
         add("latency:link:interconnect", i, None)
-        add("call_latency:link:interconnect", i, None)
+        add(("eager_call_latency" if eager else "call_latency") + ":link:interconnect", i, None)
+        if custom:
+            add("custom_latency:link:interconnect", i, None)
     all_rows = set(np.flatnonzero(train).tolist())
     timing = rs.rows["timing"].to_numpy()
     for key, timings in (("host.op_dispatch", ("loop",)), ("host.dispatch", ("step",)),

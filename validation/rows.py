@@ -72,7 +72,7 @@ _TRACES: dict[str, Any] = {}
 
 #: case params that change the work traced (the rest, such as a public row's model and
 #: TP degree, say where a row came from, not what ran)
-TRACE_PARAMS = ("causal", "bias", "fusion", "pinned", "direction", "collective")
+TRACE_PARAMS = ("causal", "bias", "fusion", "pinned", "direction", "collective", "launch")
 
 
 def _trace_key(case: Case) -> str:
@@ -169,7 +169,9 @@ def _collective_graph(case: Case):
     g = WorkloadGraph(meta={"model": case.id})
     g.add(Op(0, f"c10d::{case.op}", "collective", case.dtype, reads=[Access("buf", nbytes, "activation")],
              writes=[Access("buf", nbytes, "activation")],
-             attrs={"collective": case.op, "n": ranks, "bytes": nbytes}))
+             attrs={"collective": case.op, "n": ranks, "bytes": nbytes,
+                    # measured eagerly unless the row says it was replayed in a graph
+                    "launch": case.params.get("launch", "eager")}))
     return g
 
 

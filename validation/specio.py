@@ -139,10 +139,12 @@ def apply_fit(base: SystemSpec, res: FitResult, source: str) -> tuple[SystemSpec
             else:
                 notes.append(f"{key}: fitted but has no home in the spec; not written")
             continue
-        if key.startswith("call_latency:link:"):
-            name = key.removeprefix("call_latency:link:")
+        if key.split(":", 1)[0] in ("call_latency", "eager_call_latency", "custom_latency"):
+            head, _, name = key.partition(":link:")
             link = spec.interconnect if name == "interconnect" else spec.tier(name).link
-            link.collective_latency = _mk(link.latency, v, src)
+            field = {"call_latency": "collective_latency", "eager_call_latency": "eager_collective_latency",
+                     "custom_latency": "custom_allreduce_latency"}[head]
+            setattr(link, field, _mk(link.latency, v, src))
         elif key.startswith("latency:link:"):
             name = key.removeprefix("latency:link:")
             link = spec.interconnect if name == "interconnect" else spec.tier(name).link

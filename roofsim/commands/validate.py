@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("validate", help="error of predictions against measurements or a profiler trace")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--measurements", metavar="DIR", help="a dataset directory from roofsim calibrate")
+    src.add_argument("--published", action="store_true",
+                     help="predict the published end-to-end engine figures (validation/data/published)")
+    p.add_argument("--catalog", choices=("calibrated", "datasheet"), default="calibrated",
+                   help="with --published: predict on the calibrated systems (<id>-cal) where there are any "
+                        "(default), or on the datasheet systems")
+    p.add_argument("--all", action="store_true", help="with --published: list the training split too")
     src.add_argument("--profile", metavar="TRACE.json", help="a torch.profiler Chrome trace of a real run")
     p.add_argument("--hardware", default=None, help="catalog id or YAML (default: DIR/hardware.yaml)")
     p.add_argument("--model", default=None, help="with --profile: zoo id, config.json path or pkg.mod:fn")
@@ -38,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     fill_step_args(args)
     if args.profile:
         return _run_profile(args)
+    if args.published:
+        return _run_published(args)
     from validation.calibrate import validate
 
     s = validate(args.measurements, args.hardware)
@@ -77,4 +85,39 @@ def _run_profile(args: argparse.Namespace) -> int:
     rows.append(["total", t["n"], f"{t['measured_s'] * 1e3:.3f} ms", f"{t['predicted_s'] * 1e3:.3f} ms",
                  f"{100 * t['total_err']:+.1f}%", "n/a" if t["median_ape"] is None else f"{100 * t['median_ape']:.1f}%"])
     print(tabulate(rows, headers=["kind", "n", "measured", "predicted", "total error", "median |err| per op"]))
+    return 0
+
+
+def _run_published(args: argparse.Namespace) -> int:
+    from validation.published import predict_all, summary
+
+    pred = predict_all(calibrated=args.catalog == "calibrated")
+    s = summary(pred)
+    if args.format == "json":
+        print(json.dumps({"summary": s, "cases": pred.replace({float("nan"): None}).to_dict("records")}, indent=2,
+                         default=str))
+        return 0
+    from tabulate import tabulate
+
+    show = pred if args.all else pred[pred["split"] == "heldout"]
+    ok = show[show["error"].notna()]
+    rows = [[r.case_id, r.mode, r.system, r.tp, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
+             f"{100 * r.error:+.1f}%"] for r in ok.itertuples()]
+    print(tabulate(rows, headers=["case", "mode", "system", "tp", "metric", "published", "predicted", "error"]))
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    def line(name: str, st: dict) -> list:
+        return [name, st["n"], pct(st["median_abs_error"]), pct(st["within_10pct"]), pct(st["within_15pct"])]
+
+    table = [line("held-out", s["heldout"]), line("train", s["train"])]
+    table += [line(f"held-out, {m}", st) for m, st in s["by_mode"].items()]
+    print()
+    print(tabulate(table, headers=["cases", "n", "median |error|", "within ±10%", "within ±15%"]))
+    skipped = pred[pred["error"].isna()]
+    if len(skipped):
+        print(f"\nnot predicted: {len(skipped)} of {len(pred)} cases")
+        for note, n in skipped["note"].value_counts().items():
+            print(f"  {n:3d}  {note}")
     return 0

@@ -1,5 +1,5 @@
 """The built-in catalog: every machine loads, every number has a source, the key figures
-match ANCHORS.md, and bad specs fail with one line naming the field."""
+match docs/sources.md, and bad specs fail with one line naming the field."""
 
 from __future__ import annotations
 

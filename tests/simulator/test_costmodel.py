@@ -283,7 +283,28 @@ def test_collective_on_interconnect_grows_with_ranks(h100):
     cs = op_cost(small, h100)
     fixed = h100.device.kernel_latency.value + h100.interconnect.collective_latency.value
     assert cs.time_s == pytest.approx(coll(16384, ("ring", "tree")) + fixed, rel=0.05)
-    assert cs.time_s < coll(16384, ("ring",))
+    assert cs.time_s < coll(16384, ("ring",)) + fixed  # the tree wins a small message
+
+
+def test_collectives_pay_launch_skew_eagerly_and_serving_uses_one_shot(h100):
+    sys_ = h100.model_copy(deep=True)
+    sys_.interconnect.eager_collective_latency = sys_.interconnect.collective_latency.model_copy(
+        update={"value": 40e-6})
+
+    def ar(**attrs):
+        return Op(id=0, name="c10d::all_reduce", kind="collective", dtype="bf16",
+                  reads=[Access("x", 16384, "activation")], writes=[Access("y", 16384, "activation")],
+                  attrs={"collective": "all_reduce", "n": 8, "bytes": 16384, **attrs})
+
+    eager, graph = op_cost(ar(launch="eager"), sys_), op_cost(ar(launch="graph"), sys_)
+    assert eager.time_s - graph.time_s == pytest.approx(40e-6 - sys_.interconnect.collective_latency.value)
+    one_shot = op_cost(ar(launch="graph", custom=True), sys_)
+    lat = sys_.device.kernel_latency.value + sys_.interconnect.custom_allreduce_latency.value
+    assert one_shot.time_s == pytest.approx(lat + 7 * 16384 / float(Params(sys_).rate("link:interconnect", 16384)))
+    assert one_shot.time_s < graph.time_s
+    # a big message goes back to the ring: one-shot moves (n-1) x the message
+    big = op_cost(ar(launch="graph", custom=True, bytes=10**9), sys_)
+    assert big.time_s == pytest.approx(op_cost(ar(launch="graph", bytes=10**9), sys_).time_s)
 
 
 # -- the cache rule ------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_fast_gpu_sits_further_above_its_memory_floor_and_gains_more_from_graphs
     # Batch-1 decode launches ~1.2k small kernels. A fast GPU finishes each one sooner than
     # the host can dispatch the next, so more of its step is idle time above the memory
     # floor; a slow GPU's kernels outlast dispatch and hide it. Graph replay removes the
-    # dispatch cost, so it helps the fast GPU much more (ANCHORS: 1.2-3x vs near 1x).
+    # dispatch cost, so it helps the fast GPU much more (docs/sources.md: 1.2-3x vs near 1x).
     _need("h100-sxm", "a100-80gb", "l4")
     g = graph(phase="decode", batch=1, context=2048)
     above, gain = {}, {}
