@@ -172,7 +172,10 @@ def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
     if host is None:
         raise SpecError(f"{origin}: host: missing (a catalog host id such as {list_hosts()[:1]} or a mapping)")
     doc["host"] = host
-    tiers = list(doc.get("tiers") or [])
+    tiers = doc.get("tiers") or []
+    if not isinstance(tiers, list):
+        raise SpecError(f"{origin}: tiers: expected a list of tier mappings, got {tiers!r}")
+    tiers = list(tiers)
     link = doc.pop("host_link", None)
     if link is not None:
         try:
@@ -194,7 +197,10 @@ def resolve(doc: dict[str, Any], origin: Path | str = "<spec>") -> SystemSpec:
                 "link": link,
             },
         )
-    for ref in doc.pop("attach", None) or []:
+    attach = doc.pop("attach", None) or []
+    if not isinstance(attach, list):
+        raise SpecError(f"{origin}: attach: expected a list of tier ids, got {attach!r}")
+    for ref in attach:
         try:
             # validated objects, not dumps: a dump holds bare SI floats, which Quantity rejects
             tiers.append(TierSpec.model_validate(_component("tiers", ref, "tier")))

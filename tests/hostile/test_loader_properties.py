@@ -159,3 +159,18 @@ def test_random_profile_trace(tmp_path, capsys, data):
     f.write_bytes(data)
     _expect_clean_error(capsys, ["validate", "--profile", str(f), "--model", "gpt2", "--hardware", "h100-sxm",
                                  "--context", "16"])
+
+
+@pytest.mark.parametrize("tree", [{"tiers": True}, {"attach": False}, {"tiers": 3}, {"attach": "cxl"}])
+def test_list_fields_that_are_not_lists_are_one_line_errors(tmp_path, capsys, tree):
+    """Found by the property test above: a scalar where the spec wants a list."""
+    import yaml
+
+    from roofsim.cli import main
+
+    p = tmp_path / "hw.yaml"
+    p.write_text(yaml.safe_dump({"base": "h100-sxm", **tree}))
+    capsys.readouterr()
+    assert main(["hardware", "show", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("roofsim: error:") and ("tiers" in err[0] or "attach" in err[0])
