@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/roofsim roofline llama-3.1-8b --hardware h100-sxm --phase decode --batch 1 --context 2048 --dtype bf16 --out $(OUT)
 	$(VENV)/bin/roofsim report llama-3.1-8b --hardware h100-sxm-cal,a100-80gb-cal,l4 --phase both --measurements validation/data/cpu-vm-20261129 --out $(OUT)/report
 	$(VENV)/bin/roofsim report llama-3.1-8b --hardware h100-sxm-cal --phase decode --launch graph --fusion none,serving --out $(OUT)/fusion
-	@echo "demo output: $(OUT)/roofline.png, $(OUT)/ops.csv and the report $(OUT)/report/report.html"
+	@echo "demo output: $(OUT)/roofline.png, $(OUT)/ops.csv, the report $(OUT)/report/report.html and fusion none vs serving in $(OUT)/fusion/report.html"
 
 # pytest exits 5 when it collected no tests; that must not pass as green.
 # The report test loads the HTML in Debian's headless chromium; without it that one test skips.
