@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,dask]'
 	touch $(STAMP)
 
-# The main job on built-in defaults: the roofline of llama-3.1-8b decode on h100-sxm, then
-# one report comparing three GPUs for decode and prefill against the committed CPU dataset.
+# The main job on built-in defaults: the roofline of llama-3.1-8b decode on h100-sxm, one
+# report comparing three GPUs for decode and prefill against the committed CPU dataset, and
+# one showing the calibrated H100 step under the eager kernel stream and the serving kernels.
 demo: $(STAMP)
 	$(VENV)/bin/roofsim roofline llama-3.1-8b --hardware h100-sxm --phase decode --batch 1 --context 2048 --dtype bf16 --out $(OUT)
 	$(VENV)/bin/roofsim report llama-3.1-8b --hardware h100-sxm-cal,a100-80gb-cal,l4 --phase both --measurements validation/data/cpu-vm-20261129 --out $(OUT)/report
