@@ -9,6 +9,7 @@ byte per element (norm weights and embedding tables stay bf16).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,11 @@ def check_options(options: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    # transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns until 5.40)
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def run_llm_step(model: torch.nn.Module, num_layers: int, phase: str, batch: int, context: int,
                  prompt: int, policy: DtypePolicy, kv: str = "static", logits: str = "last") -> Tracer:
     """Trace one step; the KV cache has ``num_layers`` layers (those the model holds)."""
@@ -84,7 +90,7 @@ def run_llm_step(model: torch.nn.Module, num_layers: int, phase: str, batch: int
     tracer.tag(ids, "in:input_ids", "activation")
     kwargs: dict[str, Any] = {
         "input_ids": ids,
-        "past_key_values": trace_cache(tracer, num_layers, past, kv),
+        _cache_kwarg(model): trace_cache(tracer, num_layers, past, kv),
         "use_cache": True,
         # serving engines compute logits only for the last position of each sequence
         "logits_to_keep": 1 if logits == "last" else 0,

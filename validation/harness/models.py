@@ -6,6 +6,7 @@ box without transformers; there the model cases are recorded as skipped with the
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -91,12 +92,14 @@ def build_step(c: Case, device: str, gen: torch.Generator):
     ctx_ids = torch.randint(0, vocab, (batch, context), generator=gen).to(device)
     new = torch.randint(0, vocab, (batch, 1), generator=gen).to(device)
     cache = DynamicCache()
+    # transformers 5.24 renamed ``past_key_values`` to ``cache``
+    cache_kw = {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
     with torch.inference_mode():
-        model(input_ids=ctx_ids, past_key_values=cache, use_cache=True)
+        model(input_ids=ctx_ids, use_cache=True, **cache_kw)
 
     @torch.inference_mode()
     def decode(x):
-        out = model(input_ids=x, past_key_values=cache, use_cache=True).logits
+        out = model(input_ids=x, use_cache=True, **cache_kw).logits
         # back to `context` tokens, so every repeat is the same step
         cache.crop(-x.shape[1])
         return out

@@ -213,9 +213,9 @@ def _check_header(path: Path) -> None:
         raise StoreError(f"{path}: header does not match this harness's columns; not appending to a foreign file")
 
 
-def _clean_text(path: Path, warn: Callable[[str], None] | None) -> str:
-    """The file's text with a cut-off last line dropped (reported through ``warn``), after
-    checking that every line is one whole row (as many fields as the header)."""
+def _clean_text(path: Path) -> tuple[str, str | None]:
+    """The file's text with a cut-off last line dropped, and what to say about that line,
+    after checking that every line is one whole row (as many fields as the header)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -224,12 +224,13 @@ def _clean_text(path: Path, warn: Callable[[str], None] | None) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise StoreError(f"{path}: not UTF-8 text (byte {e.start}); not a roofsim measurements file") from None
+    torn = None
     if text and not text.endswith("\n"):
         cut = text.rfind("\n") + 1
-        if cut > 0 and warn is not None:
-            warn(f"{path}: the last row is cut off ({len(text) - cut} bytes without a line end; a writer was "
-                 "interrupted or is still writing); it is ignored")
-        text = text[:cut] if cut > 0 else text
+        if cut > 0:
+            torn = (f"{path}: the last row is cut off ({len(text) - cut} bytes without a line end; a writer was "
+                    "interrupted or is still writing); it is ignored")
+            text = text[:cut]
     lines = text.split("\n")
     width = None
     for i, line in enumerate(lines, start=1):
@@ -245,7 +246,7 @@ def _clean_text(path: Path, warn: Callable[[str], None] | None) -> str:
         elif len(fields) != width:
             raise StoreError(f"{path} line {i}: {len(fields)} fields where the header has {width} (a row cut off "
                              "mid-write with the next one glued on?); delete that line and rerun")
-    return text
+    return text, torn
 
 
 def read_csv(path: str | Path, warn: Callable[[str], None] | None = _warn) -> pd.DataFrame:
@@ -259,7 +260,7 @@ def read_csv(path: str | Path, warn: Callable[[str], None] | None = _warn) -> pd
         path = path / CSV_NAME
     if not path.exists():
         raise StoreError(f"no measurements at {path}")
-    text = _clean_text(path, warn)
+    text, torn = _clean_text(path)
     try:
         df = pd.read_csv(io.StringIO(text), dtype={"case_id": str, "shape": str, "params": str, "status": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
@@ -281,6 +282,9 @@ def read_csv(path: str | Path, warn: Callable[[str], None] | None = _warn) -> pd
         first = df.loc[bad, "case_id"].iloc[0]
         raise StoreError(f"{path}: row {first!r} has status ok but no positive median_s")
     df["params"] = df.get("params", pd.Series([""] * len(df))).fillna("")
+    # said only once the rest of the file is accepted: an unreadable file gets its one error alone
+    if torn and warn is not None:
+        warn(torn)
     return df.drop_duplicates("case_id", keep="first").reset_index(drop=True)
 
 
