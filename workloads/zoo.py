@@ -428,7 +428,6 @@ def _config_from_file(path: Path) -> tuple[Any, bool]:
 def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
                        meta: dict, options: dict[str, Any], given: frozenset[str] = frozenset()) -> WorkloadGraph:
     cfg, causal = _config_from_file(path)
-    where = repr(str(path))
     meta["source"] = str(path)
     with _user_model_errors(str(path)):
         if causal:
@@ -440,7 +439,7 @@ def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prom
             spec = dtype_spec(dtype, FLOAT_DTYPES)
             return build_vision(_instantiate(cfg, spec.torch_dtype, False), cfg, batch=batch, dtype=dtype,
                                 meta=meta)
-    raise WorkloadError(f"model_type {model_type!r}: only causal LMs and image models are supported")
+    raise WorkloadError(f"model_type {cfg.model_type!r}: only causal LMs and image models are supported")
 
 
 def _first_line(e: BaseException) -> str:
