@@ -387,3 +387,47 @@ def chunk_graph(graph, prefix: int):
                       stream=op.stream))
     out.extend(ops)
     return out
+
+
+def mixed_graph(model: str, chunks: list[tuple[int, int]], decode_batch: int, decode_context: int, *,
+                dtype: str = "bf16", fusion: str = "serving", build_layers: Any = None):
+    """The whole model's graph of one mixed step, for checking the decomposition directly:
+    a prefill graph of ``T = sum(chunks) + decode_batch`` tokens (every layer traced) whose
+    attention kernel in each layer is replaced by the chunk kernels (``chunk_graph``) and the
+    decode kernel of ``decode_batch`` sequences at ``decode_context`` (from a traced decode
+    step), reading and writing the replaced kernel's tensors."""
+    from workloads.graph import WorkloadGraph
+    from workloads.op import Access, Op
+    from workloads.zoo import build_layers as _bl
+    from workloads.zoo import llm_config
+
+    bl = build_layers or _bl
+    layers = int(llm_config(model)[1]["num_layers"])
+    tokens = sum(c for c, _ in chunks) + decode_batch
+    base = bl(model, layers, phase="prefill", prompt=tokens, dtype=dtype, fusion=fusion)
+    subs = []
+    for c, p in chunks:
+        g = bl(model, 1, phase="prefill", prompt=c, dtype=dtype, fusion=fusion)
+        g = chunk_graph(g, p) if p else g
+        subs.append(next(op for op in g.ops if op.kind == "attention"))
+    if decode_batch:
+        g = bl(model, 1, phase="decode", batch=decode_batch, context=decode_context, dtype=dtype, fusion=fusion)
+        subs.append(next(op for op in g.ops if op.kind == "attention"))
+    out = WorkloadGraph(meta={**base.meta, "mixed": {"chunks": list(chunks), "decode_batch": decode_batch,
+                                                     "decode_context": decode_context}})
+    nid = max(op.id for op in base.ops) + 1
+    ops = []
+    for op in base.ops:
+        if op.kind != "attention":
+            ops.append(op)
+            continue
+        for s in subs:
+            reads = [Access(op.reads[i].tensor if i < len(op.reads) else r.tensor, r.bytes, r.role)
+                     for i, r in enumerate(s.reads)]
+            ops.append(Op(id=nid, name=s.name, kind=s.kind, dtype=s.dtype, flops=dict(s.flops), reads=reads,
+                          writes=[Access(op.writes[0].tensor, w.bytes, w.role) for w in s.writes],
+                          launches=s.launches, shapes=[list(x) for x in s.shapes], module=op.module,
+                          attrs=dict(s.attrs), device=op.device, stream=op.stream))
+            nid += 1
+    out.extend(ops)
+    return out

@@ -548,7 +548,11 @@ def build_layers(model: str, layers: int, *, phase: str, batch: int = 1, context
     if not 1 <= n <= cfg.num_hidden_layers:
         raise WorkloadError(f"layers must be in 1..{cfg.num_hidden_layers}, got {layers}")
     check_step(phase, batch, context, prompt, info.get("max_positions"))
-    with _user_model_errors(model):
+    import warnings
+
+    with _user_model_errors(model), warnings.catch_warnings():
+        # transformers' deprecation notices, once per traced step, would drown a serving run
+        warnings.simplefilter("ignore", FutureWarning)
         mod = _truncated_model(model, n, spec.torch_dtype)
         tracer = run_llm_step(mod, n, phase, batch, context, prompt, spec.policy)
     info = {k: v for k, v in info.items() if k != "max_positions"}
