@@ -26,12 +26,12 @@ pure decode step uses ``F`` of ``D`` tokens: the dense work of ``D`` decode rows
 zoo's LLMs; the tests compare mixed, prefill and decode steps with direct simulation.
 
 **Grids and interpolation.** Each term is evaluated at grid points on demand and cached.
-``F`` and ``a_pre`` take the token count *rounded up* to the token grid (every count to
-16, multiples of 16 to 4096, of 32 to 8192, then of 128): GEMM time has wave-quantisation
-steps just after multiples of 16 tokens (the library's tiles are 16 to 256 rows), so the
-next grid point bounds the step from above and differs from the exact value only by the
-smooth part over < 16 tokens (as a CUDA-graph engine pads a batch to the next captured
-size). Contexts and decode batch sizes are interpolated linearly between grid points
+The token grid is every count to 16, multiples of 16 to 4096, of 32 to 8192, then of
+128. GEMM time has wave-quantisation steps just after multiples of 16 tokens (the
+library's tiles are 16 to 256 rows), so ``F`` between grid points ``g - q`` and ``g`` is
+interpolated linearly between ``g - q + 1`` and ``g``, where it is smooth; ``a_pre``
+takes the chunk rounded up to the grid (as a CUDA-graph engine pads a batch to the next
+captured size). Contexts and decode batch sizes are interpolated linearly between grid points
 (decode attention is ``fixed + k D L`` to first order, which bilinear interpolation
 reproduces). Error against direct simulation on a held-out grid: see
 ``tests/simulator/test_stepmodel.py`` and the README.
@@ -82,6 +82,11 @@ def token_grid_up(t: int) -> int:
         if t <= limit:
             return -(-t // q) * q
     return -(-t // 128) * 128
+
+
+def _quantum(t: int) -> int:
+    """Spacing of the token grid at grid point ``t``."""
+    return 16 if t <= 4096 else (32 if t <= 8192 else 128)
 
 
 def _bracket(grid: tuple[int, ...], x: float) -> tuple[int, int, float]:
@@ -272,12 +277,28 @@ class StepModel:
     # -- the model ----------------------------------------------------------------------
     def dense(self, tokens: int) -> float:
         """Dense (non-attention) time of a step of ``tokens`` tokens, whole model."""
-        t = tokens if tokens <= 16 else token_grid_up(tokens)
-        v = self._dense.get(t)
-        if v is None:
+        if tokens <= 16:
+            v = self._dense.get(tokens)
+            if v is None:
+                with self._lock:
+                    v = self._dense_at(tokens)
+            return v
+        hi = token_grid_up(tokens)
+        dense = self._dense
+        b = dense.get(hi)
+        if b is None:
             with self._lock:
-                v = self._dense_at(t)
-        return v
+                b = self._dense_at(hi)
+        if hi == tokens:
+            return b
+        # wave steps fall just after a multiple of 16: the interval's first token and its
+        # last bound the smooth part between them
+        lo = hi - _quantum(hi) + 1
+        a = dense.get(lo)
+        if a is None:
+            with self._lock:
+                a = self._dense_at(lo)
+        return a + (b - a) * (tokens - lo) / (hi - lo)
 
     def attn_prefill(self, tokens: int, prefix: int = 0) -> float:
         """One layer's attention for a chunk of ``tokens`` after ``prefix`` cached tokens."""
@@ -401,10 +422,15 @@ def mixed_graph(model: str, chunks: list[tuple[int, int]], decode_batch: int, de
     from workloads.zoo import build_layers as _bl
     from workloads.zoo import llm_config
 
+    from workloads import build
+
     bl = build_layers or _bl
     layers = int(llm_config(model)[1]["num_layers"])
     tokens = sum(c for c, _ in chunks) + decode_batch
-    base = bl(model, layers, phase="prefill", prompt=tokens, dtype=dtype, fusion=fusion)
+    if build_layers is None:  # the zoo's full build (layers replicated: the same ops, faster)
+        base = build(model, phase="prefill", prompt=tokens, dtype=dtype, fusion=fusion)
+    else:
+        base = bl(model, layers, phase="prefill", prompt=tokens, dtype=dtype, fusion=fusion)
     subs = []
     for c, p in chunks:
         g = bl(model, 1, phase="prefill", prompt=c, dtype=dtype, fusion=fusion)

@@ -7,8 +7,8 @@ exactly ``1/qps``), and a trace file (CSV or JSONL with ``arrival_s``, ``prompt_
 ``output_tokens`` per request; ``read_trace``).
 
 Length distributions (``Lengths``, parsed from text by ``parse_lengths``): ``512`` or
-``fixed:512``; ``uniform:LO:HI`` (whole numbers, both ends included); ``lognormal:MEDIAN:SIGMA``
-(``exp(N(ln MEDIAN, SIGMA))`` rounded, at least 1); ``file:PATH[:COLUMN]`` (draws with
+``fixed:512``; ``uniform:LO:HI`` (whole numbers, both ends included); ``lognormal:MEDIAN:SIGMA[:MAX]``
+(``exp(N(ln MEDIAN, SIGMA))`` rounded, at least 1, at most MAX); ``file:PATH[:COLUMN]`` (draws with
 replacement from a column of a CSV, or from one number per line). ``max`` caps a draw.
 
 Everything draws from one ``numpy.random.Generator`` seeded by the caller: the same seed
@@ -142,8 +142,9 @@ def parse_lengths(text: str | int, field: str = "--prompt-len") -> Lengths:
         return Lengths("uniform", lo, hi, text=s)
     if head == "lognormal":
         parts = rest.split(":")
-        if len(parts) != 2:
-            raise TrafficError(f"{field}: write lognormal:MEDIAN:SIGMA, got {s!r}")
+        if len(parts) not in (2, 3):
+            raise TrafficError(f"{field}: write lognormal:MEDIAN:SIGMA[:MAX], got {s!r}")
+        cap = _whole(parts[2], field) if len(parts) == 3 else None
         med = _whole(parts[0], field)
         try:
             sig = float(parts[1])
@@ -151,7 +152,9 @@ def parse_lengths(text: str | int, field: str = "--prompt-len") -> Lengths:
             raise TrafficError(f"{field}: sigma {parts[1]!r} is not a number") from None
         if not (math.isfinite(sig) and 0 <= sig <= 5):
             raise TrafficError(f"{field}: sigma must be in 0..5, got {parts[1]!r}")
-        return Lengths("lognormal", med, sig, text=s)
+        if cap is not None and cap < med:
+            raise TrafficError(f"{field}: MAX {cap} is below the median {med}")
+        return Lengths("lognormal", med, sig, text=s, max=cap)
     if head == "file":
         path, _, col = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
         vals = _read_column(Path(path), col or None, field)
