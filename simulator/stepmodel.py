@@ -417,12 +417,11 @@ def mixed_graph(model: str, chunks: list[tuple[int, int]], decode_batch: int, de
     attention kernel in each layer is replaced by the chunk kernels (``chunk_graph``) and the
     decode kernel of ``decode_batch`` sequences at ``decode_context`` (from a traced decode
     step), reading and writing the replaced kernel's tensors."""
+    from workloads import build
     from workloads.graph import WorkloadGraph
     from workloads.op import Access, Op
     from workloads.zoo import build_layers as _bl
     from workloads.zoo import llm_config
-
-    from workloads import build
 
     bl = build_layers or _bl
     layers = int(llm_config(model)[1]["num_layers"])
