@@ -39,13 +39,19 @@ def rate_of(d: Path) -> str:
     return d.name.split("res_q")[-1]
 
 
-def roofsim_row(qps: float) -> dict:
+#: Vidur's memory planner for this case: 80 GiB (not the 80 GB an A100 has) x 0.9 less the layers' weights
+#: (no embeddings, LM head or activations) holds 13 requests of 4096 tokens: 13 x 256 = 3328 blocks (its run logs memory use in 3328ths); its vLLM scheduler keeps the batch cap of 128
+VIDUR_BATCH, VIDUR_BLOCKS = 128, 13 * 256
+
+
+def roofsim_row(qps: float, vidur_memory: bool = False) -> dict:
     from simulator.serving import SchedulerConfig, ServeConfig, serve
     from simulator.serving.traffic import Arrivals, Lengths, generate
 
     cfg = ServeConfig(model="llama-2-70b", hardware="a100-80gb-cal", tp=2, scheduler="continuous",
-                      sched=SchedulerConfig(max_num_seqs=128, max_num_batched_tokens=4096, block_size=16),
-                      gpu_memory_utilization=0.9, dtype="fp16")
+                      sched=SchedulerConfig(max_num_seqs=VIDUR_BATCH if vidur_memory else 128,
+                                            max_num_batched_tokens=4096, block_size=16),
+                      gpu_memory_utilization=0.9, dtype="fp16", num_gpu_blocks=VIDUR_BLOCKS if vidur_memory else None)
     a, p, o = generate(Arrivals("poisson", qps), Lengths("fixed", PROMPT), Lengths("fixed", OUTPUT), n=N, seed=42)
     t = time.perf_counter()
     res = serve(cfg, a, p, o)
@@ -53,27 +59,30 @@ def roofsim_row(qps: float) -> dict:
     df = res.requests
     return {"ttft50": df["ttft_s"].quantile(0.5) * 1e3, "ttft99": df["ttft_s"].quantile(0.99) * 1e3,
             "tpot50": df["tpot_s"].quantile(0.5) * 1e3, "tpot99": df["tpot_s"].quantile(0.99) * 1e3, "wall": wall,
-            "kv_blocks": res.memory["kv_blocks_per_replica"]}
+            "kv_blocks": res.memory["kv_blocks_per_replica"], "preempt": int(df["preemptions"].sum())}
 
 
 def main(dirs: list[str]) -> None:
+    roofsim_row(1.0)  # builds the step model once, so the wall times below are the simulation's
     rows = []
     for d in sorted(map(Path, dirs), key=lambda p: float(rate_of(p))):
         q = float(rate_of(d))
-        v, r = vidur_row(d), roofsim_row(q)
-        rows.append({"qps": q, **{f"vidur_{k}": x for k, x in v.items()}, **{f"roofsim_{k}": x for k, x in r.items()}})
-    df = pd.DataFrame(rows)
-    print("| req/s | P50 TTFT ms (Vidur / roofsim) | P99 TTFT ms | P50 TPOT ms | P99 TPOT ms | wall s |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in df.itertuples():
-        cells = [f"{r.qps:g}"]
+        v = vidur_row(d)
+        for mem in (False, True):
+            r = roofsim_row(q, mem)
+            rows.append((q, "Vidur's 3328 blocks" if mem else "own memory", v, r))
+    print("| req/s | roofsim KV | P50 TTFT ms (Vidur / roofsim) | P99 TTFT ms | P50 TPOT ms | P99 TPOT ms "
+          "| roofsim preemptions | wall s (Vidur / roofsim) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for q, mem, v, r in rows:
+        cells = [f"{q:g}", mem]
         for k in ("ttft50", "ttft99", "tpot50", "tpot99"):
-            v, s = getattr(r, f"vidur_{k}"), getattr(r, f"roofsim_{k}")
-            cells.append(f"{v:.0f} / {s:.0f} ({100 * (s / v - 1):+.0f}%)" if k.startswith("ttft")
-                         else f"{v:.1f} / {s:.1f} ({100 * (s / v - 1):+.0f}%)")
-        cells.append(f"{r.vidur_wall:.1f} / {r.roofsim_wall:.2f}")
+            a, b = v[k], r[k]
+            fmt = ".0f" if k.startswith("ttft") else ".1f"
+            cells.append(f"{a:{fmt}} / {b:{fmt}} ({100 * (b / a - 1):+.0f}%)")
+        cells.append(str(r["preempt"]))
+        cells.append(f"{v['wall']:.1f} / {r['wall']:.2f}")
         print("| " + " | ".join(cells) + " |")
-    print(f"roofsim KV blocks per replica: {int(df['roofsim_kv_blocks'].iloc[0])}")
 
 
 if __name__ == "__main__":

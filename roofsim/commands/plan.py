@@ -134,6 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     g.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
     g.add_argument("--swap-space-gib", type=float, default=4.0)
+    g.add_argument("--num-gpu-blocks", type=int, default=None)
     p.set_defaults(func=run)
 
 
@@ -158,7 +159,8 @@ def run_serving(args: argparse.Namespace) -> int:
     base = ServeConfig(model=args.models[0], hardware=args.hardware[0], sched=engine_config(args), dtype=args.dtype,
                        fusion=args.fusion or "serving", launch=args.launch or "graph",
                        gpu_memory_utilization=args.gpu_memory_utilization, swap_space_gib=args.swap_space_gib,
-                       seed=args.seed, slo_ttft_ms=args.slo_p99_ttft_ms, slo_tpot_ms=args.slo_p99_tpot_ms)
+                       seed=args.seed, slo_ttft_ms=args.slo_p99_ttft_ms, slo_tpot_ms=args.slo_p99_tpot_ms,
+                       num_gpu_blocks=args.num_gpu_blocks)
     df = plan_serving(args.models[0], args.hardware, qps=args.qps, traffic=arrays, tp=args.tp,
                       schedulers=args.scheduler, replicas=args.replicas, max_replicas=args.max_replicas,
                       slo_p99_ttft_ms=args.slo_p99_ttft_ms, slo_p99_tpot_ms=args.slo_p99_tpot_ms,

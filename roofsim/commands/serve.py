@@ -58,6 +58,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
     p.add_argument("--swap-space-gib", type=float, default=4.0, help="host memory for swapped KV, per device")
+    p.add_argument("--num-gpu-blocks", type=int, default=None,
+                   help="KV blocks per replica instead of what the memory footprint leaves (vLLM's override)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                       scheduler=args.scheduler, sched=engine_config(args), router=args.router, dtype=args.dtype,
                       fusion=args.fusion, launch=args.launch, gpu_memory_utilization=args.gpu_memory_utilization,
                       swap_space_gib=args.swap_space_gib, disaggregate=args.disaggregate, kv_link=args.kv_link,
-                      spec=spec, seed=args.seed, slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms)
+                      spec=spec, seed=args.seed, slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms,
+                      num_gpu_blocks=args.num_gpu_blocks)
     cfg.check()
     res = serve(cfg, arrival, prompt, output)
     if args.out:

@@ -88,9 +88,13 @@ class ServeConfig:
     seed: int = 0
     slo_ttft_ms: float | None = None
     slo_tpot_ms: float | None = None
+    #: KV blocks per replica instead of the footprint's (vLLM's --num-gpu-blocks-override)
+    num_gpu_blocks: int | None = None
 
     def check(self) -> None:
         self.sched.check()
+        if self.num_gpu_blocks is not None and (not isinstance(self.num_gpu_blocks, int) or self.num_gpu_blocks < 1):
+            raise ServeError(f"--num-gpu-blocks must be a whole number >= 1, got {self.num_gpu_blocks!r}")
         scheduler_class(self.scheduler)
         if self.router not in ROUTERS:
             raise ServeError(f"--router must be one of {', '.join(ROUTERS)}, got {self.router!r}")
@@ -139,7 +143,8 @@ class Replica:
         mem = sim.memory
         kv_tokens = max(0.0, mem.kv_capacity) / mem.kv_per_token
         host_blocks = int(cfg.swap_space_gib * 2**30 / (mem.kv_per_token * cfg.sched.block_size))
-        self.kv = BlockManager(int(kv_tokens // cfg.sched.block_size), cfg.sched.block_size, host_blocks=host_blocks)
+        blocks = cfg.num_gpu_blocks if cfg.num_gpu_blocks is not None else int(kv_tokens // cfg.sched.block_size)
+        self.kv = BlockManager(blocks, cfg.sched.block_size, host_blocks=host_blocks)
         cls = scheduler_class(cfg.scheduler)
         per_block = mem.kv_per_token * cfg.sched.block_size
         host_link = getattr(sim.system, "host_link", None)
