@@ -265,6 +265,12 @@ class Simulation:
         self.memory = memory or step_model.memory(cfg.sched.max_num_batched_tokens
                                                   if cfg.scheduler != "chunked" else max(cfg.sched.chunk_size, 1),
                                                   cfg.gpu_memory_utilization)
+        m = self.memory
+        if cfg.num_gpu_blocks is None and m.kv_capacity < m.kv_per_token * cfg.sched.block_size:
+            hw = cfg.hardware if isinstance(cfg.hardware, str) else getattr(cfg.hardware, "id", "?")
+            raise ServeError(f"does not fit: {cfg.model} on {hw} tp {cfg.tp}: weights {m.weights / 2**30:.1f} GiB "
+                             f"and activations {m.activations / 2**30:.1f} GiB per device leave no room for the KV "
+                             f"cache in {m.usable / 2**30:.1f} GiB; use more tensor parallelism or a bigger device")
         self.env = simpy.Environment()
         self.rng = np.random.default_rng([int(cfg.seed), 1])
         self.log: list[tuple] = []
