@@ -399,8 +399,8 @@ def _read_config(path: Path) -> dict[str, Any]:
     return dict(values)
 
 
-def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
-                       meta: dict, options: dict[str, Any], given: frozenset[str] = frozenset()) -> WorkloadGraph:
+def _config_from_file(path: Path) -> tuple[Any, bool]:
+    """(transformers config, is a causal LM) of a config.json, every value checked."""
     values = _read_config(path)
     model_type = values.pop("model_type")
     for k in ("architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
@@ -422,6 +422,12 @@ def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prom
         detail = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
         raise WorkloadError(f"{where}: bad config: {type(e).__name__}: {detail[:300]}") from None
     check_config(cfg, aliases, where, causal, given=False)
+    return cfg, causal
+
+
+def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
+                       meta: dict, options: dict[str, Any], given: frozenset[str] = frozenset()) -> WorkloadGraph:
+    cfg, causal = _config_from_file(path)
     meta["source"] = str(path)
     with _user_model_errors(str(path)):
         if causal:
@@ -433,7 +439,7 @@ def _build_from_config(path: Path, *, phase: str, batch: int, context: int, prom
             spec = dtype_spec(dtype, FLOAT_DTYPES)
             return build_vision(_instantiate(cfg, spec.torch_dtype, False), cfg, batch=batch, dtype=dtype,
                                 meta=meta)
-    raise WorkloadError(f"model_type {model_type!r}: only causal LMs and image models are supported")
+    raise WorkloadError(f"model_type {cfg.model_type!r}: only causal LMs and image models are supported")
 
 
 def _first_line(e: BaseException) -> str:
@@ -484,3 +490,74 @@ def _build_from_callable(ref: str, *, dtype: str, meta: dict) -> WorkloadGraph:
     meta = {**meta, "phase": "forward", "source": ref}
     with _user_model_errors(ref):
         return trace(module.eval(), inputs, meta=meta)
+
+
+# -- truncated builds for per-layer step models ----------------------------------------------
+
+def llm_config(model: str) -> tuple[Any, dict[str, Any], str | None]:
+    """(transformers config, ``llm_config_info`` of the whole model, zoo id or None) of a
+    decoder LLM given as a zoo id or a config.json path; anything else is refused."""
+    if not isinstance(model, str) or not model.strip():
+        raise WorkloadError("model must be a zoo id or a config.json path")
+    name, params = _parse_id(model)
+    zoo = _zoo()
+    if name in zoo:
+        e = zoo[name]
+        if e["kind"] != "llm":
+            raise WorkloadError(f"{name} is not a decoder LLM (kind {e['kind']}); serving needs one")
+        if params:
+            raise WorkloadError(f"{name} takes no parameters, got {', '.join(params)}")
+        cfg = _make_config(e["model_type"], e["config"])
+        return cfg, llm_config_info(cfg, _count_params_cached(name)), name
+    if name.endswith(".json") or Path(name).is_file():
+        cfg, causal = _config_from_file(Path(name))
+        if not causal:
+            raise WorkloadError(f"{name}: model_type {cfg.model_type!r} is not a causal LM; serving needs one")
+        with _user_model_errors(name):
+            return cfg, llm_config_info(cfg, count_params(cfg)), None
+    raise WorkloadError(f"unknown model {model!r}: serving takes a zoo LLM id ({', '.join(k for k, e in zoo.items() if e['kind'] == 'llm')}) "
+                        "or a config.json path")
+
+
+def uniform_layers(cfg: Any) -> bool:
+    """Whether every decoder layer of ``cfg`` is alike (so one layer's time repeats)."""
+    return _uniform_layers(cfg)
+
+
+@functools.lru_cache(maxsize=16)
+def _truncated_model(model: str, layers: int, torch_dtype: torch.dtype) -> torch.nn.Module:
+    cfg = llm_config(model)[0]
+    return _instantiate(_with_layers(cfg, layers), torch_dtype, True)
+
+
+def build_layers(model: str, layers: int, *, phase: str, batch: int = 1, context: int = 0, prompt: int = 1,
+                 dtype: str = "bf16", fusion: str = "none") -> WorkloadGraph:
+    """One step of the first ``layers`` decoder layers of an LLM (with its embedding, final
+    norm and head), traced layer by layer (no replication), then fused by ``fusion``.
+
+    A step model times the whole model as ``t(1) + (L - 1) * (t(2) - t(1))`` from one- and
+    two-layer graphs when the layers are alike: the same ops in the same order as the full
+    graph, at a fraction of the tracing cost. ``meta["config"]`` describes the whole model.
+    """
+    from .fusion import fuse, policy
+
+    policy(fusion)
+    cfg, info, _ = llm_config(model)
+    spec = dtype_spec(dtype)
+    n = int(layers)
+    if not 1 <= n <= cfg.num_hidden_layers:
+        raise WorkloadError(f"layers must be in 1..{cfg.num_hidden_layers}, got {layers}")
+    check_step(phase, batch, context, prompt, info.get("max_positions"))
+    import warnings
+
+    with _user_model_errors(model), warnings.catch_warnings():
+        # transformers' deprecation notices, once per traced step, would drown a serving run
+        warnings.simplefilter("ignore", FutureWarning)
+        mod = _truncated_model(model, n, spec.torch_dtype)
+        tracer = run_llm_step(mod, n, phase, batch, context, prompt, spec.policy)
+    info = {k: v for k, v in info.items() if k != "max_positions"}
+    meta = {"model": model, "phase": phase, "batch": batch, "context": context, "prompt": prompt, "dtype": dtype,
+            "config": info, "layers_traced": n, "kv": "static", "logits": "last"}
+    g = WorkloadGraph(meta=meta)
+    g.extend(tracer.ops)
+    return fuse(g, fusion)

@@ -85,9 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--context", type=_ints, default=[2048], help="decode context lengths (default 2048)")
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens for TTFT (default 512)")
     p.add_argument("--dtype", default="bf16")
-    p.add_argument("--launch", choices=("eager", "graph"), default="eager")
-    p.add_argument("--fusion", choices=("none", "compile", "serving"), default="none",
-                   help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style)")
+    p.add_argument("--launch", choices=("eager", "graph"), default=None,
+                   help="default eager (graph with --qps: serving engines replay CUDA graphs)")
+    p.add_argument("--fusion", choices=("none", "compile", "serving"), default=None,
+                   help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style); "
+                        "default none (serving with --qps)")
     p.add_argument(
         "--kv-tier", default=None, help="tier holding the KV cache (e.g. host, cxl); default device"
     )
@@ -111,7 +113,84 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("planning at a request rate (request-level simulation, roofsim serve)")
+    g.add_argument("--qps", type=float, default=None, help="requests/s to serve; switches to SLO planning")
+    g.add_argument("--slo-p99-ttft-ms", type=float, default=None)
+    g.add_argument("--slo-p99-tpot-ms", type=float, default=None)
+    g.add_argument("--replicas", type=_ints, default=None, help="replica counts to simulate (default: search)")
+    g.add_argument("--max-replicas", type=int, default=64)
+    g.add_argument("--scheduler", type=_list, default=["continuous"], help="schedulers to try, comma-separated")
+    g.add_argument("--arrival", choices=("poisson", "gamma", "constant"), default="poisson")
+    g.add_argument("--cv", type=float, default=1.0)
+    g.add_argument("--requests", type=int, default=None, help="requests per simulation (default 2000)")
+    g.add_argument("--duration", type=float, default=None, help="seconds of traffic per simulation")
+    g.add_argument("--prompt-len", default="512", metavar="DIST")
+    g.add_argument("--output-len", default="128", metavar="DIST")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-num-seqs", type=int, default=256)
+    g.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    g.add_argument("--chunk-size", type=int, default=512)
+    g.add_argument("--block-size", type=int, default=16)
+    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    g.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
+    g.add_argument("--swap-space-gib", type=float, default=4.0)
+    g.add_argument("--num-gpu-blocks", type=int, default=None)
     p.set_defaults(func=run)
+
+
+SERVING_COLUMNS = ["model", "hardware", "tp", "scheduler", "replicas", "devices", "p50_ttft_ms", "p99_ttft_ms",
+                   "p50_tpot_ms", "p99_tpot_ms", "throughput_rps", "cost_per_hour", "meets_slo", "reason"]
+
+
+def run_serving(args: argparse.Namespace) -> int:
+    """``plan --qps R --slo-p99-*``: the cheapest hardware x tp x replicas x scheduler."""
+    from roofsim.commands.serve import engine_config, traffic
+    from roofsim.planner.serving import best_serving, plan_serving
+    from simulator.serving import ServeConfig
+
+    if len(args.models) != 1:
+        raise UserError("--qps plans one model at a time; give one MODEL")
+    if args.slo_p99_ttft_ms is None and args.slo_p99_tpot_ms is None:
+        raise UserError("--qps needs --slo-p99-ttft-ms or --slo-p99-tpot-ms: the SLOs to plan against")
+    if args.requests is None and args.duration is None:
+        args.requests = 2000
+    args.trace = None
+    arrays = traffic(args)
+    base = ServeConfig(model=args.models[0], hardware=args.hardware[0], sched=engine_config(args), dtype=args.dtype,
+                       fusion=args.fusion or "serving", launch=args.launch or "graph",
+                       gpu_memory_utilization=args.gpu_memory_utilization, swap_space_gib=args.swap_space_gib,
+                       seed=args.seed, slo_ttft_ms=args.slo_p99_ttft_ms, slo_tpot_ms=args.slo_p99_tpot_ms,
+                       num_gpu_blocks=args.num_gpu_blocks)
+    df = plan_serving(args.models[0], args.hardware, qps=args.qps, traffic=arrays, tp=args.tp,
+                      schedulers=args.scheduler, replicas=args.replicas, max_replicas=args.max_replicas,
+                      slo_p99_ttft_ms=args.slo_p99_ttft_ms, slo_p99_tpot_ms=args.slo_p99_tpot_ms,
+                      price_per_hour=args.price_per_hour, base=base, workers=args.workers, dask=args.dask,
+                      progress=not args.no_progress)
+    top = best_serving(df)
+    if args.format == "csv":
+        text = df.to_csv(index=False)
+    elif args.format == "json":
+        text = json.dumps({"configurations": _records(df), "best": _records(top)}, indent=2) + "\n"
+    else:
+        slo = ", ".join(f"P99 {k} <= {v:g} ms" for k, v in (("TTFT", args.slo_p99_ttft_ms), ("TPOT", args.slo_p99_tpot_ms))
+                        if v is not None)
+        out = [f"{args.models[0]} at {args.qps:g} req/s ({len(arrays[0])} requests per simulation), {slo}",
+               f"configurations simulated ({len(df)}, {int(df['meets_slo'].sum())} meet the SLOs)",
+               _table(df, SERVING_COLUMNS)]
+        if top.empty:
+            out.append("\nno configuration meets the SLOs")
+        else:
+            out.append("\ncheapest meeting the SLOs, per hardware (cost per hour, else devices)")
+            out.append(_table(top, SERVING_COLUMNS))
+        text = "\n".join(out) + "\n"
+    if args.out:
+        from roofsim.outputs import write_text
+
+        write_text(args.out, text, "--out")
+        print(f"wrote {args.out} ({len(df)} configurations)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _placement(args: argparse.Namespace) -> dict[str, str] | None:
@@ -144,6 +223,15 @@ def _table(df: pd.DataFrame, columns: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from roofsim.planner import api, sensitivity
+
+    if args.out:
+        from roofsim.outputs import check_file
+
+        check_file(args.out, "--out")
+    if args.qps is not None:
+        return run_serving(args)
+    args.fusion = args.fusion or "none"
+    args.launch = args.launch or "eager"
 
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")

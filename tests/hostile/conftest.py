@@ -119,5 +119,6 @@ def hostile_dir(tmp_path_factory) -> Path:
     (d / "one_op_trace.json").write_text(json.dumps(
         {"traceEvents": [{"ph": "X", "name": "aten::mm", "cat": "cpu_op", "ts": 1, "dur": 5}]}))
     (d / "a_file").write_text("not a folder\n")
+    (d / "bad_trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n0.5,10,5\nsoon,10,5\n")
     (d / "old_plan.txt").write_text("previous plan output\n")
     return d
