@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from roofsim.cliargs import add_precision_args, resolve_precision
 from roofsim.errors import UserError
 
 TABLE_COLUMNS = [
@@ -84,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-limit", type=int, default=4096, help="upper end of the --max-batch search")
     p.add_argument("--context", type=_ints, default=[2048], help="decode context lengths (default 2048)")
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens for TTFT (default 512)")
-    p.add_argument("--dtype", default="bf16")
+    add_precision_args(p)
     p.add_argument("--launch", choices=("eager", "graph"), default="eager")
     p.add_argument("--fusion", choices=("none", "compile", "serving"), default="none",
                    help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style)")
@@ -145,6 +146,7 @@ def _table(df: pd.DataFrame, columns: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from roofsim.planner import api, sensitivity
 
+    resolve_precision(args)
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.batch_limit < 1:
