@@ -47,6 +47,17 @@ computes its visible triangle. Views cost nothing. Scatters add the atomic term.
 GEMV-like ops on PIM-resident weights run on the banks (one pass per input row).
 Collectives run on the interconnect with the fastest algorithm. Ops with
 ``unknown=True`` still get a time from their bytes, flagged.
+
+Quantised kernels (``workloads.quantize``) use the same terms. A fused quantised GEMM
+(``attrs["quant_path"] == "fused"``) reads its family's parameters: its compute key is
+``unit:<unit>@quant.<family>`` where the family states its own efficiency, and its memory
+keys ``level:<name>@quant.<family>`` (``simulator.params``); its tile operand traffic
+counts the packed weight bytes (``attrs["weight_elem_bytes"]``). ``attrs["dequant_ops"]``
+(unpacking weights, quantising activations) is one more compute group on the vector unit
+(``@quant.ops``: the unit's base curve, never an op-kind curve fitted to memory-bound
+elementwise ops). A kernel that multiplies on CUDA cores (``attrs["math"] == "vector"``)
+runs its FLOPs on the vector unit and still overlaps as a matrix op. A dequantise kernel
+and the dense GEMM after it are ordinary ops.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from .errors import WorkloadError
 #: bytes per element of each format
 FORMAT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "nf4": 0.5}
 FLOATS = ("fp32", "bf16", "fp16")
+#: weight formats stored in groups that share one scale (and zero)
+GROUPED = ("int4", "int8", "nf4")
 #: formats each tensor class may take
 ALLOWED = {
     "weights": ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "nf4"),
@@ -77,6 +79,9 @@ class Precision:
                                             or self.group_size < 0):
             raise WorkloadError(f"--group-size must be a whole number >= 0 (0: one group per output channel), "
                                 f"got {self.group_size!r}")
+        if self.group_size is not None and self.weights not in GROUPED:
+            raise WorkloadError(f"--group-size applies to {', '.join(GROUPED)} weights, not {self.weights} "
+                                "(fp8 and float weights carry per-channel scales or none)")
 
     # -- what it means ---------------------------------------------------------------------
     @property

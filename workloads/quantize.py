@@ -29,7 +29,7 @@ import math
 
 from .graph import WorkloadGraph
 from .op import Access, Op
-from .precision import FLOATS, FORMAT_BYTES, Precision
+from .precision import FLOATS, FORMAT_BYTES, GROUPED, Precision
 from .quantkernels import Family, math_dtype
 
 #: op kinds whose weights a quantised kernel reads
@@ -40,7 +40,7 @@ DEQUANT_SUFFIX = "@deq"
 
 def group_size(p: Precision, f: Family) -> int:
     """Weights per scale along the input dimension (0: one group per output channel)."""
-    if p.weights not in ("int4", "int8", "nf4"):
+    if p.weights not in GROUPED:
         return 0  # float8 weights carry per-channel (or per-tensor) scales, never groups
     return int(p.group_size if p.group_size is not None else (f.group.value or 0))
 

@@ -122,7 +122,9 @@ def test_flags_override_the_spec():
 
 @pytest.mark.parametrize("text,needle", [("w3a16", "weights '3'"), ("w4a4", "activations '4'"),
                                          ("w4a16kv2", "kv cache '2'"), ("int3", "not a precision"),
-                                         ("w4a16+", "kernel family"), ("", "must be a precision")])
+                                         ("w4a16+", "kernel family"), ("", "must be a precision"),
+                                         ("wfp8afp8g64", "--group-size applies to int4, int8, nf4 weights"),
+                                         ("w16a16g32", "--group-size applies")])
 def test_bad_spellings_are_one_line(text, needle):
     with pytest.raises(WorkloadError) as e:
         parse(text)
