@@ -348,8 +348,8 @@ class Structure:
 
 def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
     """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind not in ("gemv", "matmul"):
-        return None
+    if op.kind not in ("gemv", "matmul") or op.attrs.get("quant"):
+        return None  # PIM banks multiply 16-bit weights; a quantised kernel runs on the device
     where = pl.tier_of("weight")
     t = st.tiers.get(where)
     if t is None or t.kind != "pim" or t.pim is None or op.dtype not in t.pim.dtypes:

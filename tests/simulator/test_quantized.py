@@ -167,3 +167,15 @@ def test_family_data_carries_a_source_for_every_number():
         for field, value in f:
             if hasattr(value, "source"):
                 assert value.source.strip(), (name, field)
+
+
+def test_quantised_weights_are_not_multiplied_in_pim_banks():
+    from simulator.placement import Placement
+
+    system = catalog.load("lpddr5x-pim")
+    pl = Placement(weights="pim")
+    bf = build("qwen2.5-0.5b", "decode", batch=1, context=64, dtype="bf16")
+    q4 = build("qwen2.5-0.5b", "decode", batch=1, context=64, dtype="w4a16")
+    assert any(c.unit == "pim" for c in graph_costs(bf, system, pl))
+    units = {c.unit for op, c in zip(q4.ops, graph_costs(q4, system, pl), strict=True) if op.attrs.get("quant")}
+    assert "pim" not in units and units  # the int4 kernel runs on the device, its weights cross the link
