@@ -56,23 +56,26 @@ def curve_rate(xs: np.ndarray, rates: np.ndarray, size):
 
 
 def gemm_tiles(m: int, n: int, k: int, batch: int, compute_units: int, shapes, split_k: bool,
-               elem_bytes: float) -> list[tuple[float, float]]:
+               elem_bytes: float, b_elem_bytes: float | None = None) -> list[tuple[float, float]]:
     """Per candidate tile shape: (padded FLOPs, operand bytes) of a GEMM run with it.
 
     ``tiles = ceil(m/tm) ceil(n/tn) batch`` output tiles run in ``waves =
     ceil(tiles / units)`` rounds (with ``split_k`` and fewer tiles than units, K is
     split so the units share the work: ``tiles / units`` of a round). Every round
     occupies every unit for one tile's time, so the padded work is ``waves x units x 2
-    tm tn k`` and the operand traffic ``waves x units x (tm + tn) k elem_bytes``: each
-    tile streams an ``tm x k`` and a ``k x tn`` panel. Tiles taller than ``m`` pad
-    skinny GEMMs (decode rows), which is why libraries keep small tiles for them.
+    tm tn k`` and the operand traffic ``waves x units x (tm elem_bytes + tn b_elem_bytes)
+    k``: each tile streams an ``tm x k`` and a ``k x tn`` panel (``b_elem_bytes``, default
+    ``elem_bytes``: the second operand's bytes per element, fewer for packed quantised
+    weights). Tiles taller than ``m`` pad skinny GEMMs (decode rows), which is why
+    libraries keep small tiles for them.
     """
     out = []
     units = max(int(compute_units), 1)
+    b_bytes = elem_bytes if b_elem_bytes is None else b_elem_bytes
     for tm, tn in shapes:
         tiles = math.ceil(m / tm) * math.ceil(n / tn) * max(int(batch), 1)
         waves = tiles / units if (split_k and tiles < units) else math.ceil(tiles / units)
-        out.append((waves * units * 2.0 * tm * tn * k, waves * units * (tm + tn) * k * elem_bytes))
+        out.append((waves * units * 2.0 * tm * tn * k, waves * units * (tm * elem_bytes + tn * b_bytes) * k))
     return out
 
 

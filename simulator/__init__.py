@@ -129,6 +129,7 @@ def _meta(graph, system, launch: str, tp: int, placement, engine: str) -> dict[s
         "context": m.get("context"),
         "prompt": m.get("prompt"),
         "dtype": m.get("dtype"),
+        "quant_kernel": m.get("quant_kernel"),
         "fusion": m.get("fusion", "none"),
         "launch": launch,
         "tp": tp,
@@ -232,6 +233,9 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         "bytes": [float(op.bytes) for op in ops],
         "launches": [op.launches for op in ops],
         "unknown": [bool(op.unknown or getattr(c, "unknown", False)) for op, c in zip(ops, costs, strict=True)],
+        # the quantised kernel family an op belongs to and its part in it (workloads.quantize)
+        "quant": [str(op.attrs.get("quant") or "") for op in ops],
+        "quant_path": [str(op.attrs.get("quant_path") or "") for op in ops],
     })
     copies = pd.DataFrame({
         "op_id": [ops[cp.op].id for cp in plan.copies],

@@ -47,6 +47,17 @@ computes its visible triangle. Views cost nothing. Scatters add the atomic term.
 GEMV-like ops on PIM-resident weights run on the banks (one pass per input row).
 Collectives run on the interconnect with the fastest algorithm. Ops with
 ``unknown=True`` still get a time from their bytes, flagged.
+
+Quantised kernels (``workloads.quantize``) use the same terms. A fused quantised GEMM
+(``attrs["quant_path"] == "fused"``) reads its family's parameters: its compute key is
+``unit:<unit>@quant.<family>`` where the family states its own efficiency, and its memory
+keys ``level:<name>@quant.<family>`` (``simulator.params``); its tile operand traffic
+counts the packed weight bytes (``attrs["weight_elem_bytes"]``). ``attrs["dequant_ops"]``
+(unpacking weights, quantising activations) is one more compute group on the vector unit
+(``@quant.ops``: the unit's base curve, never an op-kind curve fitted to memory-bound
+elementwise ops). A kernel that multiplies on CUDA cores (``attrs["math"] == "vector"``)
+runs its FLOPs on the vector unit and still overlaps as a matrix op. A dequantise kernel
+and the dense GEMM after it are ordinary ops.
 """
 
 from __future__ import annotations
@@ -337,8 +348,8 @@ class Structure:
 
 def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
     """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind not in ("gemv", "matmul"):
-        return None
+    if op.kind not in ("gemv", "matmul") or op.attrs.get("quant"):
+        return None  # PIM banks multiply 16-bit weights; a quantised kernel runs on the device
     where = pl.tier_of("weight")
     t = st.tiers.get(where)
     if t is None or t.kind != "pim" or t.pim is None or op.dtype not in t.pim.dtypes:
@@ -420,6 +431,12 @@ def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | N
         crossed.add(pim_tier)
     elif kind not in ("transfer", "collective"):
         roof = _compute_terms(op, st, t)
+        fam = fused_family(op)
+        if fam is not None and fam.memory_efficiency.given:
+            # the kernel's own streaming efficiency on every memory level it reads
+            for e in t.demands.values():
+                if e[0].startswith("level:"):
+                    e[0] = f"{e[0]}@quant.{fam.name}"
 
     if kind == "scatter" and op.updates > 0:
         t.atomic = (float(op.updates), physics.updates_per_target(op.updates, op.distinct_targets))
@@ -435,10 +452,24 @@ def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | N
     return t
 
 
+def fused_family(op: Op):
+    """The quantised kernel family (``workloads.quantkernels``) running ``op`` as a fused
+    kernel, whose efficiencies replace the dense ones; ``None`` for any other op."""
+    if op.attrs.get("quant_path") != "fused":
+        return None
+    from workloads.quantkernels import family
+
+    return family(str(op.attrs["quant"]))
+
+
 def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     """Add the compute groups of an op; returns its compute roofline seconds."""
-    matrix = t.matrix = op.kind in MATRIX_KINDS
     a = op.attrs
+    # a quantised kernel that multiplies on CUDA cores (ExLlama's half2 FMAs) runs on the
+    # vector unit, yet it is still a tiled GEMM pipeline: its loads and math overlap as a
+    # matrix op's do
+    t.matrix = op.kind in MATRIX_KINDS
+    matrix = t.matrix and a.get("math") != "vector"
     m, n, k = a.get("m"), a.get("n"), a.get("k")
     gemm = matrix and m and n and k
     keys = t.keys = kind_keys(op)
@@ -446,16 +477,28 @@ def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     dev = st.device
     roof = 0.0
     operand = f"level:{dev.operand_level}" if dev.operand_level else None
+    fam = fused_family(op)
+    own = fam is not None and fam.compute_efficiency.given
+    dequant = float(a.get("dequant_ops") or 0.0)
+    if dequant > 0:
+        # unpacking quantised weights (or quantising activations) is vector-unit work beside
+        # the math; its key never takes an op-kind curve fitted to memory-bound elementwise ops
+        label = st.label(op.dtype if op.dtype in dev.vector else "fp32", False)
+        t.compute.append([(f"unit:{label}@quant.ops", dequant, dequant, None, 0.0)])
+        roof += dequant / compute_unit(dev, label).peak.value
+        t.unit = t.unit or label
     for dt, f in _flop_items(op):
         label = st.label(dt, matrix)
-        key = st.rate_key(label, keys)
+        key = f"unit:{label}@quant.{fam.name}" if own else st.rate_key(label, keys)
         f *= share
         roof += f / compute_unit(dev, label).peak.value
         t.unit = t.unit or label
         if gemm:
+            # a quantised kernel streams its packed weights (and their scales) as the B operand
+            wb = a.get("weight_elem_bytes")
             alts = [(key, f, work, operand, ob) for work, ob in physics.gemm_tiles(
                 int(m), int(n), int(k), int(a.get("batch") or 1), st.cu, dev.tiles.shapes, dev.tiles.split_k,
-                ELEM_BYTES.get(dt, 2))]
+                ELEM_BYTES.get(dt, 2), float(wb) if wb else None)]
             # padding never makes a GEMM cheaper than its useful FLOPs, whatever the tile
             t.compute.append([(k_, s, max(w, f), o, ob) for k_, s, w, o, ob in alts])
         else:
@@ -746,7 +789,8 @@ def _signature(op: Op, res: frozenset[str]):
     a = op.attrs
     return (
         op.kind, op.name, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("k"), a.get("batch"),
-        a.get("causal"), a.get("sq"), a.get("skv"),
+        a.get("causal"), a.get("sq"), a.get("skv"), a.get("quant"), a.get("quant_path"), a.get("math"),
+        a.get("dequant_ops"), a.get("weight_elem_bytes"),
         op.launches, op.unknown, op.updates, op.distinct_targets, op.device,
         tuple((x.role, x.bytes, x.tensor in res) for x in op.reads),
         tuple((x.role, x.bytes) for x in op.writes),
@@ -805,6 +849,9 @@ def graph_terms(graph, system: SystemSpec, placement: Placement | None = None,
     """(ops, shape group of each op, terms of each group's representative) of ``graph``,
     with cache freshness tracked along program order. ``kind_curves`` overrides which
     per-kind compute curves exist (the fit's groups); default: the spec's."""
+    from .precision_check import check_graph
+
+    check_graph(system, graph)  # fp8 on a GPU without fp8 units is refused, never priced on another unit
     pl = (placement or Placement()).validate(system)
     sg = _shape_groups(graph)
     structs = {0: Structure(system, 0, kind_curves)}

@@ -2,7 +2,9 @@
 
 Counted per device of one tensor-parallel group of ``tp`` devices, against each tier:
 
-- **weights**: the model's parameter bytes, divided by ``tp``. From ``meta["config"]
+- **weights**: the model's parameter bytes, divided by ``tp``. For a quantised precision
+  (``meta["precision"]``), ``meta["weight_bytes"]``: each parameter as its kernel stores
+  it (packed weights with their group scales and zeros). Otherwise from ``meta["config"]
   ["params"]`` × the weight dtype's bytes when the graph carries a model config (the
   tracer may read only some rows of an embedding, and a mixture-of-experts op reads
   only the experts it expects to touch, yet every weight must be resident); otherwise
@@ -11,8 +13,10 @@ Counted per device of one tensor-parallel group of ``tp`` devices, against each 
   ``2 × layers × ceil(kv_heads / tp) × head_dim × tokens × batch × bytes``. Heads are
   the unit of sharding, so with fewer KV heads than devices each device keeps one.
   ``tokens`` is ``context + 1`` for decode and ``prompt`` (+ ``meta["prefix"]``, an
-  already-cached prefix, when a builder sets it) for prefill. The KV dtype is ``meta["kv_dtype"]``, else the graph's dtype, except
-  that weight-only integer formats (int4, int8) keep a bf16 cache. Without a config:
+  already-cached prefix, when a builder sets it) for prefill. The KV dtype is ``meta["kv_dtype"]``
+  (the precision's KV format: an fp8 cache holds half the bytes, so twice the tokens),
+  else the graph's dtype, except that weight-only integer formats (int4, int8) keep a bf16
+  cache. Without a config:
   the sum over distinct ``kv_cache`` tensor ids of the largest access of each, / tp.
 - **activations**: the peak of live activation bytes over program order. A tensor is
   live from the op that writes it to the last op that reads it; the peak of the sum is
@@ -197,6 +201,10 @@ def weight_bytes(graph: WorkloadGraph, tp: int = 1) -> tuple[float, str]:
     cfg = _config(graph)
     dtype = graph.meta.get("dtype")
     shard = _shard_factor(graph, tp)
+    if graph.meta.get("precision") and graph.meta.get("weight_bytes"):
+        # a quantised step: its builder counted each parameter as its kernel stores it
+        # (packed weights with their scales and zeros; norms, embeddings and 16-bit layers as is)
+        return float(graph.meta["weight_bytes"]) / shard, "builder: parameters as the precision stores them / tp"
     if cfg.get("params") and dtype in DTYPE_BYTES:
         return float(cfg["params"]) * DTYPE_BYTES[dtype] / shard, "config: params x dtype bytes / tp"
     return _largest_by_tensor(graph, "weight") / shard, "graph: distinct weight tensors / tp"
@@ -361,3 +369,37 @@ def check_fits(graph: WorkloadGraph, system: SystemSpec, placement: Any = None, 
         what = graph.meta.get("model", "workload")
         raise DoesNotFit(f"does not fit: {fp.reason} ({what} on {system.id}, tp={tp}, per device)")
     return fp
+
+
+@dataclass(frozen=True)
+class KVCapacity:
+    """How much KV cache fits on one device beside a step's weights and activations."""
+
+    tier: str
+    #: bytes of the KV cache's tier left after the weights and activations placed there
+    free_bytes: float
+    #: one cached token of one sequence, every layer, this device's share of the heads
+    bytes_per_token: float
+    #: cached tokens (summed over all sequences) that fit in ``free_bytes``
+    tokens: int
+
+    def sequences(self, tokens_each: int) -> int:
+        """Sequences of ``tokens_each`` cached tokens that fit at once (a batch limit)."""
+        return self.tokens // max(int(tokens_each), 1)
+
+
+def kv_capacity(graph: WorkloadGraph, system: SystemSpec, placement: Any = None, tp: int = 1) -> KVCapacity:
+    """KV-cache capacity of one device of a ``tp``-way group, for the model and precision of
+    ``graph``: the KV tier's capacity minus the weights and activations there, over the
+    bytes one token takes in the precision's KV format (``kv_bytes``). A serving loop
+    admits requests while their cached tokens fit; an fp8 cache holds twice the tokens
+    of a bf16 one."""
+    fp = footprint(graph, system, placement, tp)
+    tier = _resolve_tier(system, _tier_name(placement, "kv_cache"))
+    use = fp.tiers[tier]
+    free = max(use.capacity - use.weights - use.activations, 0.0)
+    held = kv_tokens(graph.meta) * int(graph.meta.get("batch", 1) or 1)
+    per_token = kv_bytes(graph, tp)[0] / held if held else 0.0
+    if per_token <= 0:
+        raise FootprintError(f"{graph.meta.get('model', 'this workload')} holds no KV cache to size")
+    return KVCapacity(tier=tier, free_bytes=free, bytes_per_token=per_token, tokens=int(free // per_token))

@@ -14,6 +14,9 @@ key                                what                                        k
 ``level:<name>``                   a device memory level, by transfer bytes     curve B/s
 ``unit:<matrix|vector>.<dtype>``   a compute unit, by the op's FLOPs            curve FLOP/s
 ``unit:<...>@<kind key>``          the same unit for one op kind (``@softmax``)  curve FLOP/s
+``unit:<...>@quant.<family>``      a fused quantised kernel of that family      curve FLOP/s
+``unit:<vector.dt>@quant.ops``     (de)quantisation work beside the math        curve op/s
+``level:<name>@quant.<family>``    the level as that kernel streams it          curve B/s
 ``tier:<name>``                    a far tier's memory                          curve B/s
 ``link:<tier>``                    a tier's link, per direction, by bytes       curve B/s
 ``link:interconnect``              the device fabric, by message bytes          curve B/s
@@ -33,6 +36,12 @@ key                                what                                        k
 ``host.graph_launch``              one graph replay                             seconds
 ``host.graph_node``                per node of a replayed graph                 seconds
 =================================  ==========================================  ========
+
+The ``quant`` keys come from the kernel families (``workloads/quant_kernels.yaml``) unless
+a spec fits them: ``unit:...@quant.<family>`` is the family's fraction of the unit's peak
+(or, where the family gives none, the unit's own curve for the op); ``level:...@quant.
+<family>`` is the level's curve times the family's memory efficiency; ``@quant.ops`` is the
+unit's base curve. So a quantised kernel is priced by the same formula as every op.
 
 A curve is a list of knots (log10 size) and a rate at each, linear in log10(size)
 between them and flat outside; a spec's ``EfficiencyCurve`` is exactly that, scaled
@@ -96,6 +105,31 @@ def _curve(peak: float, curve: EfficiencyCurve) -> tuple[np.ndarray, np.ndarray]
     return xs, peak * np.array([p[1] for p in curve.points])
 
 
+def _family_knots(kkey: str, which: str) -> list[tuple[float, float]]:
+    """(size, fraction) knots of a quantised kernel family's compute or memory efficiency
+    (``quant.<family>``); [] where the family defers to the device's own curve, or for
+    ``quant.ops`` (dequantisation work, priced at the unit's base curve)."""
+    if not kkey.startswith("quant.") or kkey == "quant.ops":
+        return []
+    from workloads.quantkernels import KernelError, family
+
+    try:
+        f = family(kkey.removeprefix("quant."))
+    except KernelError as e:
+        raise ParamError(str(e)) from None
+    return (f.compute_efficiency if which == "compute" else f.memory_efficiency).knots()
+
+
+def _times(xs: np.ndarray, rs: np.ndarray, knots: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """A curve multiplied by a (size, fraction) curve: both read linear in log10(size), flat outside."""
+    if not knots:
+        return xs, rs
+    kx = np.log10([x for x, _ in knots])
+    ke = np.array([e for _, e in knots])
+    grid = np.union1d(xs, kx)
+    return grid, np.interp(grid, xs, rs) * np.interp(grid, kx, ke)
+
+
 class Params:
     """Rates and overheads of one device of ``system``, read from the spec or overridden."""
 
@@ -137,16 +171,23 @@ class Params:
         kind, _, name = key.partition(":")
         dev = self.device
         if kind == "level":
+            level, _, kkey = name.partition("@")
             try:
-                lv = dev.level(name)
+                lv = dev.level(level)
             except KeyError as e:
                 raise ParamError(str(e.args[0])) from None
-            return _curve(lv.bandwidth.value, lv.efficiency)
+            xs, rs = _curve(lv.bandwidth.value, lv.efficiency)
+            # a quantised kernel streams at its family's fraction of the dense rate
+            return _times(xs, rs, _family_knots(kkey, "memory")) if kkey else (xs, rs)
         if kind == "unit":
             label, _, kkey = name.partition("@")
             unit = compute_unit(dev, label)
-            curve = unit.kind_efficiency.get(kkey, unit.efficiency) if kkey else unit.efficiency
-            return _curve(unit.peak.value, curve)
+            curve = unit.kind_efficiency.get(kkey) if kkey else None
+            if curve is None and kkey.startswith("quant."):
+                knots = _family_knots(kkey, "compute")
+                if knots:  # the family's own fraction of this unit's peak
+                    return np.log10([x for x, _ in knots]), unit.peak.value * np.array([e for _, e in knots])
+            return _curve(unit.peak.value, curve or unit.efficiency)
         if kind == "tier":
             t = self._tier(name)
             return np.array([0.0]), np.array([t.bandwidth.value])
@@ -242,7 +283,7 @@ class Params:
         """The datasheet ceiling of a curve key (its rate at efficiency 1)."""
         kind, _, name = key.partition(":")
         if kind == "level":
-            return self.device.level(name).bandwidth.value
+            return self.device.level(name.partition("@")[0]).bandwidth.value
         if kind == "unit":
             return compute_unit(self.device, name.partition("@")[0]).peak.value
         if kind == "tier":

@@ -100,7 +100,30 @@ class SimResult:
         out.update(self.totals)
         out["bottleneck"] = self.bottleneck
         out["time_by_bound"] = dict(sorted(self.time_by_bound.items()))
+        q = self.quantized()
+        if q:
+            out["quantized"] = q
         return out
+
+    def quantized(self) -> dict[str, Any]:
+        """Where a quantised step's kernel time goes: per part of the kernel family's path
+        (``fused`` GEMMs; ``dequantize`` kernels and the ``dequantized`` dense GEMMs after
+        them; ``quantize`` kernels for 8-bit activations), its busy seconds, share of the
+        step, op count and the bound that dominates it (by time). Empty when unquantised."""
+        df = self.ops
+        if "quant_path" not in df.columns or not (df["quant_path"] != "").any():
+            return {}
+        step = self.step_time_s
+        parts: dict[str, Any] = {}
+        for path, g in df[df["quant_path"] != ""].groupby("quant_path", sort=True):
+            by_bound = g.groupby("bound")["duration_s"].sum().sort_values(ascending=False)
+            busy = float(g["duration_s"].sum())
+            parts[str(path)] = {
+                "ops": int(len(g)), "time_s": busy, "share": busy / step if step > 0 else 0.0,
+                "dominant": str(by_bound.index[0]) if len(by_bound) else "none",
+                "dominant_share": float(by_bound.iloc[0] / busy) if busy > 0 else 0.0,
+            }
+        return {"kernel": self.meta.get("quant_kernel"), "parts": parts}
 
     def to_pandas(self) -> pd.DataFrame:
         """Per-op table: id, name, kind, module, device, stream, issue_s, start_s, end_s,

@@ -19,6 +19,7 @@ from .placement import Placement
 COLUMNS = [
     "id", "name", "kind", "module", "dtype", "flops", "bytes", "intensity", "time_s", "roofline_s",
     "bound", "compute_s", "memory_s", "fixed_s", "atomic_s", "pim_s", "share", "launches", "unit", "unknown",
+    "quant", "quant_path",
 ]
 
 
@@ -29,7 +30,9 @@ def analyze(graph, system, placement: Placement | None = None) -> pd.DataFrame:
     for op, c in zip(graph.ops, costs, strict=True):
         rows.append((op.id, op.name, op.kind, op.module, op.dtype, op.total_flops,
                      float(op.bytes), c.time_s, c.roofline_s, c.bound, c.compute_s, c.memory_s, c.fixed_s,
-                     c.atomic_s, c.pim_s, c.launches, c.unit, c.unknown))
+                     c.atomic_s, c.pim_s, c.launches, c.unit, c.unknown,
+                     # which quantised kernel family ran the op, and its part in it (workloads.quantize)
+                     str(op.attrs.get("quant") or ""), str(op.attrs.get("quant_path") or "")))
     cols = [c for c in COLUMNS if c not in ("intensity", "share")]
     df = pd.DataFrame(rows, columns=cols)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -22,10 +22,14 @@ metric                     prediction
 ``requests_per_s``         ``B / e2e``
 =========================  =========================================================
 
-A figure "per GPU" is multiplied by the GPUs it ran on (TP x PP). Cases without a fixed
-batch (variable-length datasets, request rates) and quantized cases (issue 15) are listed
-as not predicted, with the reason, never silently dropped. The held-out third is the
-``split`` column, fixed when the set was collected.
+A figure "per GPU" is multiplied by the GPUs it ran on (TP x PP). Quantized cases run
+the precision and kernel family their ``precision`` and ``quant_kernel`` columns name
+(``validation.quantcases``: int8/int4 weight-only, fp8 W8A8 with or without an fp8 KV
+cache, Marlin, ExLlama, bitsandbytes). Cases without a fixed batch (variable-length
+datasets, request rates) and formats roofsim does not model (fp4, 2:4 sparse, w4a8) are
+listed as not predicted, with the reason, never silently dropped. The held-out third is
+the ``split`` column, fixed when the set was collected; ``summary`` reports 16-bit and
+quantized held-out cases apart as well as together.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .quantcases import FLOAT, precision_of
 
 CASES = Path(__file__).parent / "data" / "published" / "cases.csv"
 
@@ -76,12 +82,16 @@ MODELS = {
     "meta-llama/Meta-Llama-3-70B": "llama-3.1-70b", "meta-llama/Meta-Llama-3.1-70B": "llama-3.1-70b",
     "meta-llama/Llama-3.1-70B-Instruct": "llama-3.1-70b",
     "mistralai/Mistral-7B-v0.1": "mistral-7b", "mistralai/Mixtral-8x7B-v0.1": "mixtral-8x7b",
+    # quantized checkpoints of the same architectures (GPTQ repacks, FP8 exports, Llama 3.3
+    # which keeps Llama 3.1 70B's config)
+    "TheBloke/Llama-2-7B-GPTQ": "llama-2-7b", "TheBloke/Llama-2-13B-chat-GPTQ": "llama-2-13b",
+    "TheBloke/Llama-2-70B-GPTQ": "llama-2-70b", "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
 }
 
 #: published hardware labels -> catalog ids (an unstated H100 or A100 form is taken as SXM; said per case)
 HARDWARE = {"h100-unspecified": "h100-sxm", "a100-unspecified": "a100-80gb"}
 
-FLOAT = ("fp16", "bf16")
 
 
 @dataclass
@@ -132,9 +142,9 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     from workloads import build
 
     cache = {} if cache is None else cache
-    prec = str(row["precision"])
-    if prec not in FLOAT:
-        return Prediction(note=f"precision {prec} (quantized kernels: issue 15)")
+    precision, why = precision_of(str(row["precision"]), str(row.get("quant_kernel", "") or ""))
+    if precision is None:
+        return Prediction(note=why)
     model = MODELS.get(str(row["model"]))
     if model is None:
         return Prediction(note=f"model {row['model']} is not in the zoo")
@@ -156,7 +166,7 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     prompt = int(_num(row["prompt_tokens"]) or 1)
     out_tokens = _num(row["output_tokens"])
     metric = str(row["metric"])
-    dtype = prec
+    dtype = str(precision)
 
     def step(phase: str, length: int) -> float:
         key = (model, hw, phase, b, length, dtype, fusion, launch, tp)
@@ -217,11 +227,18 @@ def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True) -> pd.D
             "case_id": r["case_id"], "split": r["split"], "engine": r["engine"],
             "mode": f"{mode[0]}+{mode[1]}" if mode else "", "hardware": r["hardware"],
             "system": _catalog(str(r["hardware"]), calibrated) or "", "model": r["model"],
-            "precision": r["precision"], "tp": r["tp"], "batch": r["batch"], "metric": r["metric"],
+            "precision": r["precision"], "dtype": _spelling(r), "tp": r["tp"], "batch": r["batch"],
+            "metric": r["metric"],
             "measured": measured, "predicted": p.value, "error": p.value / measured - 1 if np.isfinite(p.value) else math.nan,
             "steps": p.steps, "note": p.note,
         })
     return pd.DataFrame(rows)
+
+
+def _spelling(row: pd.Series) -> str:
+    """The roofsim precision a case runs (``--precision`` spelling), or "" when none."""
+    p, _ = precision_of(str(row["precision"]), str(row.get("quant_kernel", "") or ""))
+    return str(p) if p is not None else ""
 
 
 def summary(pred: pd.DataFrame) -> dict[str, Any]:
@@ -235,8 +252,12 @@ def summary(pred: pd.DataFrame) -> dict[str, Any]:
         return {"n": int(len(a)), "median_abs_error": float(a.median()), "within_10pct": float((a <= 0.10).mean()),
                 "within_15pct": float((a <= 0.15).mean())}
 
+    held = ok[ok["split"] == "heldout"]
+    quant = ~held["precision"].isin(FLOAT) if "precision" in held else pd.Series(False, index=held.index)
     return {
-        "heldout": stats(ok[ok["split"] == "heldout"]),
+        "heldout": stats(held),
+        "heldout_16bit": stats(held[~quant]),
+        "heldout_quantized": stats(held[quant]),
         "train": stats(ok[ok["split"] == "train"]),
         "by_mode": {m: stats(g) for m, g in ok[ok["split"] == "heldout"].groupby("mode")},
         "not_predicted": int((~np.isfinite(pred["error"])).sum()),

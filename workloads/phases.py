@@ -1,10 +1,9 @@
 """One step of LLM inference: prefill of S prompt tokens, or decode of one token with a KV
-cache of L positions, for batch B, under a dtype policy.
+cache of L positions, for batch B.
 
-dtype: ``fp32``/``bf16``/``fp16`` run the model in that dtype. ``fp8`` runs activations in
-bf16 with 1-byte weights and matrix FLOPs labelled ``fp8``. ``int8``/``int4`` are
-weight-only: activations and matrix FLOPs in bf16, weights read by matrix ops cost 1 / 0.5
-byte per element (norm weights and embedding tables stay bf16).
+A step is traced in a float dtype (``DTYPES``: ``fp32``/``bf16``/``fp16``); lower
+precisions of weights, activations and KV cache (``workloads.precision``) are a graph
+pass over the traced step (``workloads.quantize``), not a tracing mode.
 """
 
 from __future__ import annotations
@@ -28,20 +27,19 @@ class DtypeSpec:
     policy: DtypePolicy
 
 
+#: the float dtypes a model is traced in
 DTYPES: dict[str, DtypeSpec] = {
     "fp32": DtypeSpec(torch.float32, DtypePolicy()),
     "bf16": DtypeSpec(torch.bfloat16, DtypePolicy()),
     "fp16": DtypeSpec(torch.float16, DtypePolicy()),
-    "fp8": DtypeSpec(torch.bfloat16, DtypePolicy(weight_bytes=1.0, matmul_dtype="fp8")),
-    "int8": DtypeSpec(torch.bfloat16, DtypePolicy(weight_bytes=1.0, matmul_dtype="bf16")),
-    "int4": DtypeSpec(torch.bfloat16, DtypePolicy(weight_bytes=0.5, matmul_dtype="bf16")),
 }
-FLOAT_DTYPES = ("fp32", "bf16", "fp16")
+FLOAT_DTYPES = tuple(DTYPES)
 
 
-def dtype_spec(dtype: str, allowed: tuple[str, ...] = tuple(DTYPES)) -> DtypeSpec:
-    if dtype not in allowed:
-        raise WorkloadError(f"dtype {dtype!r} not allowed here; choose one of: {', '.join(allowed)}")
+def dtype_spec(dtype: object, allowed: tuple[str, ...] = FLOAT_DTYPES) -> DtypeSpec:
+    """The float dtype to trace in; models without phases take only these (no quantisation)."""
+    if not isinstance(dtype, str) or dtype not in allowed:
+        raise WorkloadError(f"dtype {str(dtype)!r} not allowed here; choose one of: {', '.join(allowed)}")
     return DTYPES[dtype]
 
 

@@ -18,6 +18,9 @@
 * **mixture of experts** (one ``moe`` op): each expert's FFN is split the same way, so
   expert weights and FLOPs ``/ n`` and an ``all_reduce`` follows.
 * ``lm_head`` is column-parallel; an ``all_gather`` of the logits follows it.
+* **quantised kernels** (``workloads.quantize``): a dequantise kernel unpacks this
+  device's shard of its weight, and the GEMM after it reads that shard's 16-bit copy;
+  dequantisation work scales with the FLOPs.
 
 Which module names are which is data (``COLUMN``, ``ROW``, ``GATHER_AFTER``), matched on
 the last component of ``Op.module``. Collectives carry ``attrs`` ``{"collective", "n",
@@ -99,6 +102,7 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
         return graph
     out = WorkloadGraph(meta={**graph.meta, "tp": n})
     sharded: set[str] = set()  # activation tensors each device holds 1/n of
+    dequantized: set[str] = set()  # 16-bit copies of weight shards (workloads.quantize)
     nid = 0
     for src in graph.ops:
         op = _copy(src, nid)
@@ -106,11 +110,18 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
         suf = _suffix(op.module)
         after: list[Op] = []
         scale_flops = False
-        if op.kind in _MATRIX and suf in COLUMN:
+        if op.attrs.get("quant_path") == "dequantize":
+            # a dequantise kernel unpacks this device's shard of the weight only
+            mode = "weight"
+            scale_flops = True
+            for a in op.reads + op.writes:
+                a.bytes = _split(a.bytes, n)
+            dequantized.update(a.tensor for a in op.writes)
+        elif op.kind in _MATRIX and suf in COLUMN:
             mode = "column"
             scale_flops = True
             for a in op.reads:
-                if a.role in ("weight", "kv_cache"):
+                if a.role in ("weight", "kv_cache") or a.tensor in dequantized:
                     a.bytes = _split(a.bytes, n)
             for a in op.writes:
                 a.bytes = _split(a.bytes, n)
@@ -125,7 +136,7 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
             mode = "row"
             scale_flops = True
             for a in op.reads:
-                if a.role in ("weight", "kv_cache") or a.tensor in sharded:
+                if a.role in ("weight", "kv_cache") or a.tensor in sharded or a.tensor in dequantized:
                     a.bytes = _split(a.bytes, n)
             if "k" in op.attrs and op.kind != "moe":
                 op.attrs["k"] = _split(int(op.attrs["k"]), n)
@@ -161,6 +172,8 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
                 sharded.discard(a.tensor)
         if scale_flops:
             op.flops = {k: v / n for k, v in op.flops.items()}
+            if op.attrs.get("dequant_ops"):
+                op.attrs["dequant_ops"] = float(op.attrs["dequant_ops"]) / n
         op.attrs["tp"] = n
         op.attrs["tp_shard"] = mode
         out.add(op)

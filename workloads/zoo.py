@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ import yaml
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .phases import DTYPES, FLOAT_DTYPES, check_options, check_step, dtype_spec, run_llm_step
+from .precision import FORMAT_BYTES, Precision, parse
+from .quantize import quantize, weight_bytes
 from .replicate import ReplicationError, replicate_layer, replicate_sizes
-from .tracer import trace, weight_bytes
+from .tracer import DtypePolicy, trace
 
 ZOO_FILE = Path(__file__).with_name("zoo_configs.yaml")
 
@@ -156,12 +159,13 @@ def llm_config_info(cfg: Any, params: int) -> dict[str, Any]:
 # -- building graphs ---------------------------------------------------------------------
 
 def _trace_llm(model_1: torch.nn.Module | None, model_full_fn: Any, cfg: Any, phase: str, batch: int,
-               context: int, prompt: int, dtype: str, options: dict[str, str]) -> tuple[list, dict]:
-    """Ops of one step and the full model's parameter sizes."""
-    spec = DTYPES[dtype]
+               context: int, prompt: int, options: dict[str, str]) -> tuple[list, dict]:
+    """Ops of one step (traced in the float dtype of the models given) and the full model's
+    parameter sizes."""
+    policy = DtypePolicy()  # lower precisions are a pass over the traced step (workloads.quantize)
     n = cfg.num_hidden_layers
     if model_1 is not None:
-        tracer = run_llm_step(model_1, 1, phase, batch, context, prompt, spec.policy, **options)
+        tracer = run_llm_step(model_1, 1, phase, batch, context, prompt, policy, **options)
         prefix = _layer_prefix(model_1)
         io = tracer.module_io.get(prefix) if prefix else None
         if io and io[0] and io[1]:
@@ -170,7 +174,7 @@ def _trace_llm(model_1: torch.nn.Module | None, model_full_fn: Any, cfg: Any, ph
                         replicate_sizes(tracer.param_sizes, prefix, n))
             except ReplicationError:
                 pass
-    tracer = run_llm_step(model_full_fn(), n, phase, batch, context, prompt, spec.policy, **options)
+    tracer = run_llm_step(model_full_fn(), n, phase, batch, context, prompt, policy, **options)
     return tracer.ops, tracer.param_sizes
 
 
@@ -186,10 +190,17 @@ def kv_cache_bytes(ops: list) -> int:
     return total
 
 
-def build_llm(cfg: Any, *, phase: str, batch: int, context: int, prompt: int, dtype: str,
+def build_llm(cfg: Any, *, phase: str, batch: int, context: int, prompt: int, dtype: str | Precision,
               meta: dict[str, Any], zoo_id: str | None = None, replicate: bool = True,
               options: dict[str, Any] | None = None) -> WorkloadGraph:
-    spec = dtype_spec(dtype)
+    """One step of a causal LM traced in the precision's float dtype. ``meta["weight_bytes"]``
+    counts the weights as the precision's kernel stores them; the precision's own pass
+    (``workloads.quantize``) is applied by ``build`` after fusion."""
+    from .quantkernels import choose
+
+    prec = parse(dtype, "dtype")
+    spec = DTYPES[prec.float_dtype]
+    fam = choose(prec)
     opts = check_options(options or {})
     params = _count_params_cached(zoo_id) if zoo_id else count_params(cfg)
     info = llm_config_info(cfg, params)
@@ -201,9 +212,11 @@ def build_llm(cfg: Any, *, phase: str, batch: int, context: int, prompt: int, dt
     else:
         model_1 = _instantiate(_with_layers(cfg, 1), spec.torch_dtype, True) if uniform else None
         full = functools.partial(_instantiate, cfg, spec.torch_dtype, True)
-    ops, sizes = _trace_llm(model_1, full, cfg, phase, batch, context, prompt, dtype, opts)
-    meta = {**meta, "phase": phase, "config": info, **opts,
-            "weight_bytes": weight_bytes(ops, sizes, spec.policy), "kv_cache_bytes": kv_cache_bytes(ops)}
+    ops, sizes = _trace_llm(model_1, full, cfg, phase, batch, context, prompt, opts)
+    # the cache as the precision stores it (the trace holds it in the float dtype)
+    kv_ratio = FORMAT_BYTES[prec.kv_cache] / FORMAT_BYTES[prec.float_dtype]
+    meta = {**meta, "phase": phase, "config": info, **opts, "weight_bytes": weight_bytes(ops, sizes, prec, fam),
+            "kv_cache_bytes": int(math.ceil(kv_cache_bytes(ops) * kv_ratio))}
     g = WorkloadGraph(meta=meta)
     g.extend(ops)
     return g
@@ -264,17 +277,23 @@ def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048
     (torch.compile's fused kernels) or ``serving`` (a serving engine's kernels).
     """
     from .fusion import fuse, policy
+    from .quantkernels import choose
 
     policy(fusion)  # an unknown policy fails before any tracing
-    return fuse(_build(model, phase, batch, context, prompt, dtype, frozenset(given), params), fusion)
+    prec = parse(dtype, "dtype")
+    fam = choose(prec)  # an unknown or unfit kernel family fails before any tracing too
+    g = fuse(_build(model, phase, batch, context, prompt, prec, frozenset(given), params), fusion)
+    # the kernels a precision runs replace the traced 16-bit ones after fusion: a fused
+    # engine launches the same quantised GEMMs, and a dequantise kernel is never fused away
+    return quantize(g, prec, fam) if not prec.uniform or fam is not None else g
 
 
-def _build(model: str, phase: str, batch: int, context: int, prompt: int, dtype: str, given: frozenset[str],
+def _build(model: str, phase: str, batch: int, context: int, prompt: int, prec: Precision, given: frozenset[str],
            params: dict[str, Any]) -> WorkloadGraph:
     if not isinstance(model, str) or not model.strip():
         raise WorkloadError("model must be a zoo id, a config.json path or package.module:function")
-    if dtype not in DTYPES:
-        raise WorkloadError(f"dtype {dtype!r} unknown; choose one of: {', '.join(DTYPES)}")
+    # models other than causal LMs run in one float dtype: anything else is refused by name
+    dtype = prec.weights if prec.uniform and prec.kernel is None and prec.group_size is None else str(prec)
     name, id_params = _parse_id(model)
     params = {**id_params, **params}
     meta = {"model": model, "phase": phase, "batch": batch, "context": context, "prompt": prompt,
@@ -291,7 +310,7 @@ def _build(model: str, phase: str, batch: int, context: int, prompt: int, dtype:
             return build_sketch(name, e, dtype=dtype, meta=meta, **params)
         cfg = _make_config(e["model_type"], e["config"])
         if e["kind"] == "llm":
-            return build_llm(cfg, phase=phase, batch=batch, context=context, prompt=prompt, dtype=dtype,
+            return build_llm(cfg, phase=phase, batch=batch, context=context, prompt=prompt, dtype=prec,
                              meta=meta, zoo_id=name, options=params)
         if params:
             raise WorkloadError(f"{name} takes no parameters, got {', '.join(params)}")
@@ -305,6 +324,7 @@ def _build(model: str, phase: str, batch: int, context: int, prompt: int, dtype:
                                   dtype=dtype, meta=meta, options=params, given=given)
     if ":" in name:
         _refuse_options(name, "a pkg.mod:fn model whose example inputs fix the step", given, ())
+        dtype_spec(dtype, FLOAT_DTYPES)
         return _build_from_callable(name, dtype=dtype, meta=meta)
     raise WorkloadError(f"unknown model {model!r}; known: {', '.join(zoo)} "
                         "(or a config.json path, or package.module:function)")
@@ -540,10 +560,13 @@ def build_layers(model: str, layers: int, *, phase: str, batch: int = 1, context
     graph, at a fraction of the tracing cost. ``meta["config"]`` describes the whole model.
     """
     from .fusion import fuse, policy
+    from .quantkernels import choose
 
     policy(fusion)
+    prec = parse(dtype, "dtype")
+    fam = choose(prec)
     cfg, info, _ = llm_config(model)
-    spec = dtype_spec(dtype)
+    spec = DTYPES[prec.float_dtype]
     n = int(layers)
     if not 1 <= n <= cfg.num_hidden_layers:
         raise WorkloadError(f"layers must be in 1..{cfg.num_hidden_layers}, got {layers}")
@@ -554,10 +577,26 @@ def build_layers(model: str, layers: int, *, phase: str, batch: int = 1, context
         # transformers' deprecation notices, once per traced step, would drown a serving run
         warnings.simplefilter("ignore", FutureWarning)
         mod = _truncated_model(model, n, spec.torch_dtype)
-        tracer = run_llm_step(mod, n, phase, batch, context, prompt, spec.policy)
+        tracer = run_llm_step(mod, n, phase, batch, context, prompt, DtypePolicy())
     info = {k: v for k, v in info.items() if k != "max_positions"}
-    meta = {"model": model, "phase": phase, "batch": batch, "context": context, "prompt": prompt, "dtype": dtype,
-            "config": info, "layers_traced": n, "kv": "static", "logits": "last"}
+    meta = {"model": model, "phase": phase, "batch": batch, "context": context, "prompt": prompt,
+            "dtype": str(prec) if not prec.uniform or fam is not None else prec.float_dtype,
+            "config": info, "layers_traced": n, "kv": "static", "logits": "last",
+            "weight_bytes": _whole_model_weight_bytes(tracer, _layer_prefix(mod), n, cfg.num_hidden_layers, prec, fam)}
     g = WorkloadGraph(meta=meta)
     g.extend(tracer.ops)
-    return fuse(g, fusion)
+    g = fuse(g, fusion)
+    return quantize(g, prec, fam) if not prec.uniform or fam is not None else g
+
+
+def _whole_model_weight_bytes(tracer: Any, prefix: str | None, traced: int, layers: int, prec: Precision,
+                              fam: Any) -> int:
+    """Weight bytes of all ``layers`` from a trace of the first ``traced`` (alike) ones: what
+    is outside the decoder layers once, what is inside scaled by layers / traced."""
+    total = weight_bytes(tracer.ops, tracer.param_sizes, prec, fam)
+    if prefix is None or traced == layers:
+        return total
+    stack = "w:" + prefix.rpartition(".")[0] + "."  # parameter names as the tracer keeps them
+    inside = {k: v for k, v in tracer.param_sizes.items() if k.startswith(stack)}
+    per = weight_bytes(tracer.ops, inside, prec, fam)
+    return int(total - per + per * layers / traced)

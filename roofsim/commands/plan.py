@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from roofsim.cliargs import add_precision_args, resolve_precision
 from roofsim.errors import UserError
 
 TABLE_COLUMNS = [
@@ -84,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-limit", type=int, default=4096, help="upper end of the --max-batch search")
     p.add_argument("--context", type=_ints, default=[2048], help="decode context lengths (default 2048)")
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens for TTFT (default 512)")
-    p.add_argument("--dtype", default="bf16")
+    add_precision_args(p)
     p.add_argument("--launch", choices=("eager", "graph"), default=None,
                    help="default eager (graph with --qps: serving engines replay CUDA graphs)")
     p.add_argument("--fusion", choices=("none", "compile", "serving"), default=None,
@@ -228,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         from roofsim.outputs import check_file
 
         check_file(args.out, "--out")
+    resolve_precision(args)
     if args.qps is not None:
         return run_serving(args)
     args.fusion = args.fusion or "none"

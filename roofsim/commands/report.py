@@ -3,6 +3,7 @@ ops, comparison, accuracy, throughput frontier) plus its figures and CSV tables.
 
 from __future__ import annotations
 
+from roofsim.cliargs import add_precision_args
 from roofsim.errors import UserError
 
 PHASES = ("prefill", "decode", "both")
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=None, help="sequences per step (default 1)")
     p.add_argument("--context", type=int, default=None, help="KV-cache length for decode (default 2048)")
     p.add_argument("--prompt", type=int, default=None, help="prompt tokens for prefill (default 512)")
-    p.add_argument("--dtype", default=None, help="default bf16")
+    add_precision_args(p)
     p.add_argument("--launch", choices=("eager", "graph"), default="eager",
                    help="eager: host dispatch per kernel; graph: one replayed graph (default eager)")
     p.add_argument("--fusion", default="none",

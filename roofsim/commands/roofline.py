@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_step_args(p)
     p.add_argument("--top", type=int, default=10, help="how many of the slowest ops to print")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree: price one device's shard")
-    p.add_argument("--weights", default="device", metavar="TIER", help="tier holding the weights (default: device)")
-    p.add_argument("--kv-cache", default="device", metavar="TIER", help="tier holding the KV cache")
+    p.add_argument("--weights-tier", default="device", metavar="TIER",
+                   help="tier holding the weights (default: device)")
+    p.add_argument("--kv-tier", default="device", metavar="TIER", help="tier holding the KV cache (default: device)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=run)
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     check_dir(args.out, "--out")
     system = catalog.load(args.hardware)
-    placement = Placement(weights=args.weights, kv_cache=args.kv_cache).validate(system)
+    placement = Placement(weights=args.weights_tier, kv_cache=args.kv_tier).validate(system)
     if args.tp > system.num_devices:
         raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
     graph = _build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,

@@ -17,6 +17,7 @@ import sys
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_precision_args, resolve_precision
 from roofsim.errors import UserError
 
 SCHEDULER_HELP = "static (HF generate), continuous/vllm (vLLM), chunked/sarathi (Sarathi-Serve chunked prefill)"
@@ -47,7 +48,7 @@ def add_traffic_args(p: argparse.ArgumentParser, *, qps_required: bool = False) 
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dtype", default="bf16")
+    add_precision_args(p)
     p.add_argument("--fusion", choices=("none", "compile", "serving"), default="serving",
                    help="kernels each step runs (default serving: vLLM-style)")
     p.add_argument("--launch", choices=("eager", "graph"), default="graph", help="default graph (CUDA graphs)")
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         from roofsim.outputs import check_dir
 
         check_dir(args.out, "--out")
+    resolve_precision(args)
     for name in ("tp", "replicas"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be a whole number >= 1, got {getattr(args, name)}")

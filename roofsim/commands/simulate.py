@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(res.summary_json() + "\n")
     else:
         _table(res, args)
+        _quant_table(res, graph.meta)
     if args.trace_out:
         print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
     return 0
@@ -118,3 +119,36 @@ def _table(res, args) -> None:
     print(tabulate([[k, t(v), f"{v / step:.1%}" if step else "-"] for k, v in tbb],
                    headers=["time by bound", "seconds", "share"]))
 
+
+
+#: how each part of a quantised kernel family's path reads in the table
+_PARTS = {"fused": "fused quantised GEMMs", "dequantize": "dequantise kernels",
+          "dequantized": "16-bit GEMMs after them", "quantize": "activation quantise kernels"}
+
+
+def _quant_table(res, meta: dict) -> None:
+    """What the precision's kernel family does, and which term dominates each part of it."""
+    q = res.quantized()
+    prec = meta.get("precision") or {}
+    if not q or not prec:
+        return
+    from workloads.precision import Precision
+    from workloads.quantize import group_size, packed_bytes
+    from workloads.quantkernels import family
+
+    p = Precision(**prec)
+    f = family(q["kernel"])
+    g = group_size(p, f)
+    bits = 8 * packed_bytes(4096 * 4096, p, f, 4096) / (4096 * 4096)
+    grouping = f"group {g}" if g else "per-channel scales"
+    fused = f.fused_max_rows.value
+    when = "every batch" if fused is None else ("never: dequantises to memory first" if fused == 0 else
+                                                  f"up to {int(fused)} rows, then dequantises to memory first")
+    where = "no dequantisation (native units)" if f.dequant == "none" else f"dequantises in {f.dequant}"
+    print(f"\nkernel {f.name}: {where}, multiplies on {f.math} units; fused for {when}")
+    print(f"weights {p.weights} at {bits:.3f} bits each with scales ({grouping}), activations {p.activations}, "
+          f"KV cache {p.kv_cache}")
+    step = res.step_time_s
+    rows = [[_PARTS.get(k, k), v["ops"], units.fmt(v["time_s"], "time"), f"{v['time_s'] / step:.1%}" if step else "-",
+             f"{v['dominant']} ({v['dominant_share']:.0%})"] for k, v in q["parts"].items()]
+    print(tabulate(rows, headers=["quantised path", "ops", "busy", "of step", "dominant term"]))

@@ -101,9 +101,10 @@ def _run_published(args: argparse.Namespace) -> int:
 
     show = pred if args.all else pred[pred["split"] == "heldout"]
     ok = show[show["error"].notna()]
-    rows = [[r.case_id, r.mode, r.system, r.tp, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
+    rows = [[r.case_id, r.mode, r.system, r.tp, r.dtype, r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
              f"{100 * r.error:+.1f}%"] for r in ok.itertuples()]
-    print(tabulate(rows, headers=["case", "mode", "system", "tp", "metric", "published", "predicted", "error"]))
+    print(tabulate(rows, headers=["case", "mode", "system", "tp", "precision", "metric", "published", "predicted",
+                                  "error"]))
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
@@ -111,7 +112,8 @@ def _run_published(args: argparse.Namespace) -> int:
     def line(name: str, st: dict) -> list:
         return [name, st["n"], pct(st["median_abs_error"]), pct(st["within_10pct"]), pct(st["within_15pct"])]
 
-    table = [line("held-out", s["heldout"]), line("train", s["train"])]
+    table = [line("held-out", s["heldout"]), line("held-out, 16-bit", s["heldout_16bit"]),
+             line("held-out, quantized", s["heldout_quantized"]), line("train", s["train"])]
     table += [line(f"held-out, {m}", st) for m, st in s["by_mode"].items()]
     print()
     print(tabulate(table, headers=["cases", "n", "median |error|", "within ±10%", "within ±15%"]))

@@ -117,6 +117,13 @@ def settings(
             )
         if not (math.isfinite(float(price)) and float(price) >= 0):
             raise UserError(f"--price-per-hour {hw}={price}: must be a finite number >= 0")
+    from simulator.precision_check import check
+    from workloads.precision import parse
+
+    prec = parse(dtype, "--precision")
+    for spec in systems.values():
+        check(spec, prec)  # fp8 on a system without fp8 units is bad input for the whole run
+    dtype = str(prec)
     placement = _placement(placement)
     if placement is not None and hasattr(placement, "validate"):
         for s in systems.values():

@@ -160,8 +160,22 @@ CASES = [
      "--spec-alpha must be in 0..1", ()),
     ("serve-out-is-a-file", "serve gpt2 --hardware h100-sxm --qps 1 --requests 3 --out {d}/a_file", 2,
      "is a file, not a folder", ("a_file",)),
+    ("serve-fp8-on-a100", "serve gpt2 --hardware a100-80gb --qps 1 --requests 3 --precision fp8", 2,
+     "needs fp8 matrix units, which a100-80gb does not have", ()),
     ("plan-qps-without-slo", "plan gpt2 --hardware h100-sxm --tp 1 --qps 2 --requests 50 --no-progress", 2,
      "--qps needs --slo-p99-ttft-ms or --slo-p99-tpot-ms", ()),
+    # -- precision and quantized kernels (issue 15): named value, what is allowed, before any work -----
+    ("roofline-fp8-on-a100", "roofline gpt2 --hardware a100-80gb --context 64 --precision fp8 --out {tmp}/r", 2,
+     "needs fp8 matrix units, which a100-80gb does not have", ()),
+    ("report-unknown-quant-kernel", "report gpt2 --hardware l4 --context 64 --precision w4a16 --quant-kernel x "
+     "--frontier-batch none --out {tmp}/r", 2, "--quant-kernel 'x' unknown; known: fused", ()),
+    ("trace-negative-group-size", "trace gpt2 --context 64 --precision w4a16 --group-size -1", 2,
+     "--group-size must be a whole number >= 0", ()),
+    ("trace-vision-w4a16", "trace resnet-50 --precision w4a16", 2, "not allowed here; choose one of: fp32", ()),
+    ("simulate-kernel-on-cpu", "simulate gpt2 --hardware ryzen-7950x --context 64 --precision w4a16 --quant-kernel exllama",
+     2, "runs on gpu devices, not on a cpu", ()),
+    ("plan-weights-garbage", "plan gpt2 --hardware l4 --tp 1 --batch 1 --context 64 --no-progress --weights int3", 2,
+     "--weights 'int3' not supported", ()),
 ]
 
 

@@ -242,6 +242,8 @@ def test_local_workers_dask_identical():
         (["--scale", "bandwith=2"], "unknown key 'bandwith'; allowed: bandwidth, compute, dispatch, latency"),
         (["--scale", "bandwidth=0"], "positive"),
         (["--kv-tier", "cxl"], "no such tier"),
+        (["--hardware", "a100-80gb", "--precision", "fp8"], "which a100-80gb does not have"),
+        (["--quant-kernel", "qqq"], "--quant-kernel 'qqq' unknown; known: fused"),
     ],
 )
 def test_cli_bad_input_one_line_exit_2(capsys, args, needle):

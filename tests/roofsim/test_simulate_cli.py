@@ -81,3 +81,34 @@ def test_model_that_does_not_fit_is_reported(capsys):
     rc, _, err = _run(capsys, "simulate", "llama-3.1-70b", "--hardware", "l4", "--context", "256")
     assert rc == 2
     assert "does not fit" in err and "GiB" in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (("--hardware", "a100-80gb", "--precision", "fp8"), "--activations fp8 needs fp8 matrix units, which a100-80gb"),
+    (("--hardware", "a10g", "--weights", "fp8", "--activations", "fp8"), "activations allowed there: fp32, bf16"),
+    (("--hardware", "l4", "--precision", "w4a16", "--quant-kernel", "nope"), "known: fused, marlin, exllama"),
+    (("--hardware", "l4", "--precision", "w4a16", "--quant-kernel", "fp8-gemm"), "kernels for it: fused, marlin"),
+    (("--hardware", "ryzen-7950x", "--precision", "w4a16", "--quant-kernel", "marlin"), "not on a cpu"),
+    (("--hardware", "l4", "--precision", "w3a16"), "weights '3' not supported"),
+    (("--hardware", "l4", "--dtype", "int4", "--precision", "int8"), "disagree"),
+    (("--hardware", "l4", "--kv-cache", "fp4"), "--kv-cache 'fp4'"),
+    (("--hardware", "l4", "--precision", "bf16", "--quant-kernel", "marlin"), "needs quantised weights"),
+])
+def test_precision_errors_are_one_line_exit_2(capsys, argv, needle):
+    rc, out, err = _run(capsys, "simulate", MODEL, "--context", "64", *argv)
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("roofsim: error:") and "Traceback" not in err
+    assert needle in err, err
+
+
+def test_precision_flags_and_kernel_table(capsys):
+    rc, out, _ = _run(capsys, "simulate", MODEL, "--hardware", "l4", "--context", "64", "--weights", "int4",
+                      "--kv-cache", "fp8", "--quant-kernel", "marlin")
+    assert rc == 0
+    assert "w4a16kv8+marlin on l4" in out
+    assert "kernel marlin: dequantises in registers, multiplies on matrix units" in out
+    assert "fused quantised GEMMs" in out and "memory:gddr6" in out
+    rc, out, _ = _run(capsys, "simulate", MODEL, "--hardware", "l4", "--context", "64", "--dtype", "int4",
+                      "--format", "json")
+    doc = json.loads(out)
+    assert doc["dtype"] == "w4a16" and doc["quantized"]["kernel"] == "fused"

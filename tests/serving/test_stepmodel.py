@@ -64,3 +64,19 @@ def test_memory_gives_the_kv_cache_what_weights_and_activations_leave(sm):
     # qwen2.5-0.5b: 24 layers x 2 KV heads x 64 dims x (K, V) x 2 bytes
     assert m.kv_per_token == 24 * 2 * 64 * 2 * 2
     assert 0.9e9 < m.weights < 1.1e9
+
+
+@pytest.mark.parametrize("precision", ["w4a16", "w4a16kv8", "fp8"])
+def test_a_precision_sizes_weights_and_kv_as_the_full_build_does(precision):
+    """The step model's memory (1- and 2-layer traces) agrees with the whole model's footprint:
+    packed weights with their scales, and the KV cache in the precision's format."""
+    from simulator.footprint import kv_bytes, weight_bytes
+
+    q = StepModel(MODEL, HW, dtype=precision, cache_dir=False)
+    full = build(MODEL, phase="decode", batch=1, context=1, dtype=precision, fusion="serving")
+    m = q.memory(8192, 0.9)
+    assert m.weights == pytest.approx(weight_bytes(full)[0], rel=1e-12)
+    assert m.kv_per_token == pytest.approx(kv_bytes(full)[0] / 2, rel=1e-12)  # 2 tokens held after the step
+    bf16 = StepModel(MODEL, HW, cache_dir=False).memory(8192, 0.9)
+    assert m.weights < bf16.weights
+    assert m.kv_per_token == (bf16.kv_per_token / 2 if "kv8" in precision else bf16.kv_per_token)
