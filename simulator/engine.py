@@ -174,7 +174,7 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
         longest = max(w) if w else 0.0
         tail[i] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
     deps: list[list[int]] = [[] for _ in range(n)]
-    for u, v in graph.g.edges():
+    for u, v in graph.edges():
         iu, iv = pos.get(u), pos.get(v)
         if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
             deps[iv].append(iu)
