@@ -172,8 +172,11 @@ class Family:
         self.coef = coef
         self.max_positions = max_positions
         self.extra = dict(extra or {})
-        big = max((abs(int(c)) for c in coef.ravel()), default=0)
-        self._int64 = coef.astype(np.int64) if big < 2**62 else None
+        try:
+            c64 = coef.astype(np.int64)
+        except OverflowError:
+            c64 = None
+        self._int64 = c64 if c64 is not None and (c64.astype(object) == coef).all() else None
         self._ops_cache = None
 
     @property
@@ -310,6 +313,21 @@ def _inverse() -> tuple[list[list[int]], int]:
     return [[int(v * den) for v in row] for row in inv], den
 
 
+def _exact(rows: list[list]) -> np.ndarray:
+    """Leaves of the samples as whole numbers: int64 where they fit, exact Python ints else."""
+    for row in rows:
+        for v in row:
+            if isinstance(v, float) and not v.is_integer():
+                raise NotParametric(f"a leaf is not a whole number ({v!r})")
+    try:
+        a = np.array(rows, dtype=np.float64)
+    except (OverflowError, ValueError):
+        a = None
+    if a is not None and (a.size == 0 or float(np.abs(a).max()) < 2.0**53):
+        return a.astype(np.int64)
+    return np.array([[int(v) for v in row] for row in rows], dtype=object)
+
+
 def fit(phase: str, samples: list[WorkloadGraph], check: WorkloadGraph, max_positions: int | None) -> Family:
     """The family through ``samples`` (traced at ``points()``, in order), checked against
     ``check`` (traced at ``CHECK``). Raises ``NotParametric`` saying why not."""
@@ -322,16 +340,17 @@ def fit(phase: str, samples: list[WorkloadGraph], check: WorkloadGraph, max_posi
         if sk != sk0:
             raise NotParametric(f"the kernels of batch {b}, length {x} differ from batch {pts[0][0]}, "
                                 f"length {pts[0][1]}")
-    vals = np.array([leaves for _, leaves in cuts], dtype=object)  # [samples x leaves]
-    for v in vals.ravel():
-        if isinstance(v, float) and not v.is_integer():
-            raise NotParametric(f"a leaf is not a whole number ({v!r})")
-    vals = np.vectorize(int, otypes=[object])(vals) if vals.size else vals.reshape(len(pts), 0)
-    inv, den = _inverse()
-    num = np.array(inv, dtype=object) @ vals  # [6 x leaves] times den
-    if any(int(c) % den for c in num.ravel()):
-        raise NotParametric("a leaf is not an integer polynomial in batch and length")
-    coef = (num // den).T.copy()
+    vals = _exact([leaves for _, leaves in cuts])  # [samples x leaves], whole numbers
+    const = (vals == vals[0]).all(axis=0)
+    vary = np.flatnonzero(~const)
+    coef = np.zeros((vals.shape[1], 6), dtype=object)
+    coef[:, 0] = vals[0]
+    if len(vary):
+        inv, den = _inverse()
+        num = np.array(inv, dtype=object) @ vals[:, vary].astype(object)  # [6 x varying] times den
+        if any(int(c) % den for c in num.ravel()):
+            raise NotParametric("a leaf is not an integer polynomial in batch and length")
+        coef[vary] = (num // den).T
     fam = Family(phase, sk0, coef, max_positions, {"meta_order": list(samples[0].meta)})
     got = fam.graph(*CHECK, {k: check.meta.get(k) for k in STEP_KEYS})
     sk_c, leaves_c = graph_skeleton(check)
