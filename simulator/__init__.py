@@ -89,13 +89,14 @@ def simulate(
     from .params import Params
 
     params = params or Params(system)
-    if cost_fn is None:
-        from .costmodel import graph_costs
-
-        def cost_fn(g, s, p):
-            return graph_costs(g, s, p, params=params)
     with gc_paused():
-        costs = cost_fn(graph, system, placement)
+        if cost_fn is None:
+            from .costmodel import grouped_costs
+
+            costs = grouped_costs(graph, system, placement, params)
+        else:
+            per_op = list(cost_fn(graph, system, placement))
+            costs = (np.arange(len(per_op), dtype=np.int64), per_op)
         plan = build_plan(graph, system, costs, launch, placement, params)
         if engine == "fast" and not plan.chain:
             raise SimulationError("engine 'fast' needs a single-stream chain without prefetch; use 'simpy' or 'auto'")
@@ -147,32 +148,29 @@ def _tier_bandwidth(system, tier: str) -> float:
     return min(t.bandwidth.value, t.link.bandwidth.value)
 
 
-def floors(graph, system, placement) -> tuple[float, float]:
+def floors(graph, system, placement, arrays=None) -> tuple[float, float]:
     """(memory_floor_s, compute_floor_s) of ``graph`` on one device of ``system``."""
+    from .engine import graph_arrays
+
+    ga = arrays if arrays is not None else graph_arrays(graph)
     bw_of: dict[str, float] = {}
-    mem = 0.0
-    comp = 0.0
-    peak_of: dict[str, float] = {}
-    for op in graph.ops:
-        if op.kind == "view":
-            continue
-        for a in op.reads:
-            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
-            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
-            mem += a.bytes / bw
-        for a in op.writes:
-            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
-            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
-            mem += a.bytes / bw
-        for dt, f in op.flops.items():
-            if f <= 0:
-                continue
-            p = peak_of.get(dt)
-            if p is None:
-                known = dt in system.device.vector or dt in system.device.matrix
-                label = unit_label(system.device, dt if known else op.dtype, True)
-                p = peak_of[dt] = compute_unit(system.device, label).peak.value
-            comp += f / p
+    role_bw = []
+    for role in ga.roles:
+        t = placement.tier_of(role) if hasattr(placement, "tier_of") else "device"
+        bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
+        role_bw.append(bw)
+    # every byte over its tier's bandwidth, summed in program order (cumsum adds in order)
+    mem = float(np.cumsum(ga.acc_bytes / np.array(role_bw)[ga.acc_code])[-1]) if ga.acc_role else 0.0
+    peak_of: dict[tuple[str, str], float] = {}
+    parts = []
+    for f, dt, op_dtype in ga.flop_items:
+        p = peak_of.get((dt, op_dtype))
+        if p is None:
+            known = dt in system.device.vector or dt in system.device.matrix
+            label = unit_label(system.device, dt if known else op_dtype, True)
+            p = peak_of[(dt, op_dtype)] = compute_unit(system.device, label).peak.value
+        parts.append(f / p)
+    comp = float(np.cumsum(parts)[-1]) if parts else 0.0
     return mem, comp
 
 
@@ -191,12 +189,66 @@ def _busy_union(start: np.ndarray, end: np.ndarray) -> float:
 
 
 def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
-    ops = graph.ops
-    n = len(ops)
-    bounds = [c.bound for c in costs]
-    kinds = [op.kind for op in ops]
-    terms = [category(b, k) for b, k in zip(bounds, kinds, strict=True)]
+    """The ``SimResult``: totals now, the per-op table when someone reads it.
+    ``costs`` as ``build_plan`` takes them."""
+    from .engine import graph_arrays
+
+    ga = plan.arrays if plan.arrays is not None else graph_arrays(graph)
+    n = ga.n
+    if isinstance(costs, tuple):
+        group_of, reps = np.asarray(costs[0], dtype=np.int64), costs[1]
+    else:
+        group_of, reps = np.arange(n, dtype=np.int64), list(costs)
+    # one term per shape group (a group's ops share their kind: it is part of the shape)
+    kinds = ga.kinds
+    _, first = np.unique(group_of, return_index=True) if n else (None, np.zeros(0, dtype=np.int64))
+    gterm = [category(reps[g].bound, kinds[i]) for g, i in enumerate(first.tolist())]
+    terms = [gterm[g] for g in group_of.tolist()]
+    ends = [tl.end.max() if n else 0.0]
+    if len(tl.copy_end):
+        ends.append(tl.copy_end.max())
+    step = float(max(max(ends), tl.host_busy))
+    mem_floor, comp_floor = floors(graph, system, placement, ga)
+    tbb = _time_by_bound(plan, tl, terms, plan.resource_names, step)
+    unknown = ga.unknown | np.array([bool(getattr(reps[g], "unknown", False)) for g in range(len(reps))],
+                                    dtype=bool)[group_of] if n else ga.unknown
+    totals = {
+        "step_time_s": step,
+        "flops": ga.flops_total * tp,
+        "bytes": ga.bytes_total * tp,
+        "memory_floor_s": mem_floor,
+        "compute_floor_s": comp_floor,
+        "host_time_s": tl.host_busy,
+        "device_busy_s": _busy_union(tl.start, tl.end),
+        "kernels": ga.kernels,
+        "tokens_per_s": _tokens(meta, step),
+        "unknown_ops": int(unknown.sum()),
+        "engine": meta["engine"],
+        "placement": meta["placement"],
+    }
+
+    def ops_table() -> pd.DataFrame:
+        return _ops_table(ga, group_of, reps, terms, unknown, plan, tl)
+
+    def copies_table() -> pd.DataFrame:
+        ops = ga.ops
+        return pd.DataFrame({
+            "op_id": [ops[cp.op].id for cp in plan.copies],
+            "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
+            "resource": [cp.resource for cp in plan.copies],
+            "bytes": [float(cp.nbytes) for cp in plan.copies],
+            "start_s": tl.copy_start,
+            "end_s": tl.copy_end,
+        })
+
+    return SimResult(meta, ops_table, copies_table, totals, tbb, list(plan.lanes), list(plan.resource_names))
+
+
+def _ops_table(ga, group_of, reps, terms, unknown, plan: Plan, tl: Timeline) -> pd.DataFrame:
+    ops = ga.ops
+    n = ga.n
     names = plan.resource_names
+    gl = group_of.tolist()
     resource = []
     for i in range(n):
         if tl.slowed_by[i] >= 0:
@@ -211,10 +263,10 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         else:
             resource.append(f"dev{ops[i].device}.launch")
     lanes = plan.lanes
-    df = pd.DataFrame({
+    return pd.DataFrame({
         "id": [op.id for op in ops],
         "name": [op.name for op in ops],
-        "kind": kinds,
+        "kind": list(ga.kinds),
         "module": [op.module for op in ops],
         "device": [lanes[k][0] for k in plan.lane] if n else [],
         "stream": [lanes[k][1] for k in plan.lane] if n else [],
@@ -224,44 +276,15 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         "end_s": tl.end,
         "duration_s": tl.end - tl.start,
         "time_s": plan.dur,
-        "roofline_s": [float(c.roofline_s) for c in costs],
-        "bound": bounds,
+        "roofline_s": [float(reps[g].roofline_s) for g in gl],
+        "bound": [reps[g].bound for g in gl],
         "term": terms,
         "resource": resource,
         "flops": [op.total_flops for op in ops],
         "bytes": [float(op.bytes) for op in ops],
         "launches": [op.launches for op in ops],
-        "unknown": [bool(op.unknown or getattr(c, "unknown", False)) for op, c in zip(ops, costs, strict=True)],
+        "unknown": [bool(u) for u in unknown],
     })
-    copies = pd.DataFrame({
-        "op_id": [ops[cp.op].id for cp in plan.copies],
-        "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
-        "resource": [cp.resource for cp in plan.copies],
-        "bytes": [float(cp.nbytes) for cp in plan.copies],
-        "start_s": tl.copy_start,
-        "end_s": tl.copy_end,
-    })
-    ends = [tl.end.max() if n else 0.0]
-    if len(tl.copy_end):
-        ends.append(tl.copy_end.max())
-    step = float(max(max(ends), tl.host_busy))
-    mem_floor, comp_floor = floors(graph, system, placement)
-    tbb = _time_by_bound(plan, tl, terms, names, step)
-    totals = {
-        "step_time_s": step,
-        "flops": float(graph.flops) * tp,
-        "bytes": float(graph.bytes) * tp,
-        "memory_floor_s": mem_floor,
-        "compute_floor_s": comp_floor,
-        "host_time_s": tl.host_busy,
-        "device_busy_s": _busy_union(tl.start, tl.end),
-        "kernels": int(graph.kernels),
-        "tokens_per_s": _tokens(meta, step),
-        "unknown_ops": int(df["unknown"].sum()),
-        "engine": meta["engine"],
-        "placement": meta["placement"],
-    }
-    return SimResult(meta, df, copies, totals, tbb, list(lanes), list(names))
 
 
 def _tokens(meta: dict, step: float) -> float | None:
@@ -272,10 +295,50 @@ def _tokens(meta: dict, step: float) -> float | None:
     return float(per_step / step)
 
 
+def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float) -> dict[str, float]:
+    """``_time_by_bound`` of a single-stream chain (no copies, no other lanes, nothing
+    stretched), in arrays: every idle gap waits for the host. Each term's seconds are
+    added in the same order as the loop adds them (``bincount`` adds in index order), so
+    the figures are the loop's to the last bit."""
+    tol = 1e-12
+    s, e, dur = tl.start, tl.end, plan.dur
+    prev = np.maximum.accumulate(np.concatenate(([0.0], e[:-1])))
+    prev = np.maximum(prev, 0.0)
+    gap = s - prev
+    busy = e - np.maximum(s, prev)
+    on = busy > 0
+    base = np.where(on, np.minimum(busy, dur), 0.0)
+    extra = np.where(on & (busy > base), busy - base, 0.0)
+    cats = ["host", *dict.fromkeys(terms)]
+    code = {c: i for i, c in enumerate(cats)}
+    tcode = np.array([code[t] for t in terms], dtype=np.int64)
+    n = plan.n
+    idx = np.empty(3 * n, dtype=np.int64)
+    val = np.empty(3 * n)
+    live = np.empty(3 * n, dtype=bool)
+    idx[0::3], idx[1::3], idx[2::3] = 0, tcode, tcode
+    val[0::3] = np.where(gap > tol, gap, 0.0)
+    val[1::3], val[2::3] = base, extra
+    live[0::3], live[1::3], live[2::3] = gap > tol, on, extra > 0
+    sums = np.bincount(idx, weights=val, minlength=len(cats))
+    first = {}
+    for c in range(len(cats)):
+        hit = np.flatnonzero(live & (idx == c))
+        if len(hit):
+            first[c] = int(hit[0])
+    out = {cats[c]: float(sums[c]) for c in sorted(first, key=first.get)}
+    last = float(max(prev[-1], e[-1]))
+    if step - last > tol:
+        out["other"] = out.get("other", 0.0) + step - last
+    return {k: v for k, v in out.items() if v > 0}
+
+
 def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
-    out: dict[str, float] = {}
     if plan.n == 0:
         return {"host": step} if step > 0 else {}
+    if plan.chain and not (tl.slowed_by >= 0).any():
+        return _time_by_bound_chain(plan, tl, terms, step)
+    out: dict[str, float] = {}
     main = np.flatnonzero(plan.lane == 0)
     prev = 0.0
     tol = 1e-12

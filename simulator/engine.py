@@ -38,6 +38,7 @@ Physics (docs/architecture.md, "The physics"):
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,8 @@ class Plan:
     #: dispatch op ``i`` before op ``i-1`` has finished, ``issue_i = max(issue_{i-1},
     #: end_{i-1}) + host_cost_i``
     serial_host: bool = False
+    #: the graph's ``GraphArrays`` (set by ``build_plan``)
+    arrays: object = None
 
     @property
     def n(self) -> int:
@@ -128,12 +131,104 @@ def layer_of(module: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+class GraphArrays:
+    """What the engines and ``SimResult`` read of a graph, as arrays, computed once per
+    graph object (a sweep simulates one graph on many systems): lanes, cross-lane
+    dependencies, launches, FLOPs and bytes per op, and the inputs of the floors."""
+
+    __slots__ = ("ops", "n", "lane", "lanes", "deps", "launches", "flops", "bytes", "unknown", "kinds",
+                 "acc_bytes", "acc_role", "acc_code", "roles", "flop_items", "kernels", "flops_total", "bytes_total",
+                 "__weakref__")
+
+    def __init__(self, graph) -> None:
+        ops = list(graph.ops)
+        self.ops = ops
+        n = self.n = len(ops)
+        lanes: list[tuple[int, int]] = []
+        lane_ix: dict[tuple[int, int], int] = {}
+        lane = np.zeros(n, dtype=np.int64)
+        launches = np.empty(n)
+        flops = np.empty(n)
+        nbytes = np.empty(n)
+        acc_bytes: list[float] = []
+        acc_role: list[str] = []
+        flop_items: list[tuple[float, str, str]] = []
+        for i, op in enumerate(ops):
+            key = (op.device, op.stream)
+            k = lane_ix.get(key)
+            if k is None:
+                k = lane_ix[key] = len(lanes)
+                lanes.append(key)
+            lane[i] = k
+            launches[i] = op.launches
+            flops[i] = op.total_flops
+            nbytes[i] = op.bytes
+            if op.kind != "view":
+                for a in op.reads:
+                    acc_bytes.append(a.bytes)
+                    acc_role.append(a.role)
+                for a in op.writes:
+                    acc_bytes.append(a.bytes)
+                    acc_role.append(a.role)
+                for dt, f in op.flops.items():
+                    if f > 0:
+                        flop_items.append((f, dt, op.dtype))
+        self.lane, self.lanes = lane, lanes
+        pos = {op.id: i for i, op in enumerate(ops)}
+        deps: list[list[int]] = [[] for _ in range(n)]
+        edges = graph.edges() if hasattr(graph, "edges") else []
+        if len(lanes) > 1:
+            for u, v in edges:
+                iu, iv = pos.get(u), pos.get(v)
+                if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
+                    deps[iv].append(iu)
+        self.deps = deps
+        self.launches, self.flops, self.bytes = launches, flops, nbytes
+        self.unknown = np.array([bool(op.unknown) for op in ops], dtype=bool)
+        self.kinds = [op.kind for op in ops]
+        self.acc_bytes = np.array(acc_bytes, dtype=float)
+        self.acc_role = acc_role
+        self.roles = list(dict.fromkeys(acc_role))
+        code = {r: i for i, r in enumerate(self.roles)}
+        self.acc_code = np.array([code[r] for r in acc_role], dtype=np.int64)
+        self.flop_items = flop_items
+        self.kernels = int(sum(op.launches for op in ops))
+        # sequential sums, as sum() over the ops gives them (cumsum adds in order)
+        self.flops_total = float(np.cumsum(flops)[-1]) if n else 0.0
+        self.bytes_total = float(sum(op.bytes for op in ops))
+
+
+_ARRAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def graph_arrays(graph) -> GraphArrays:
+    """``GraphArrays`` of ``graph``, remembered while its ops are the same objects."""
+    ops = graph.ops
+    try:
+        ga = _ARRAYS.get(graph)
+    except TypeError:
+        return GraphArrays(graph)
+    if ga is None or ga.n != len(ops) or any(a is not b for a, b in zip(ga.ops, ops, strict=True)):
+        ga = _ARRAYS[graph] = GraphArrays(graph)
+    return ga
+
+
 def build_plan(graph, system, costs, launch: str, placement=None, params=None) -> Plan:
+    """The engines' plan. ``costs``: one ``OpCost`` per op, or ``(group of each op, OpCost
+    of each group)`` as ``costmodel.grouped_costs`` gives them (each group is read once)."""
     from .params import Params
 
     params = params or Params(system)
-    ops = graph.ops
-    n = len(ops)
+    ga = graph_arrays(graph)
+    n = ga.n
+    if isinstance(costs, tuple):
+        group_of, reps = costs
+        group_of = np.asarray(group_of, dtype=np.int64)
+    else:
+        reps = list(costs)
+        group_of = np.arange(n, dtype=np.int64)
+    if len(group_of) != n:
+        raise ValueError(f"{len(group_of)} costs for {n} ops")
     names: list[str] = []
     index: dict[str, int] = {}
 
@@ -144,22 +239,14 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
             names.append(name)
         return i
 
-    lanes: list[tuple[int, int]] = []
-    lane_ix: dict[tuple[int, int], int] = {}
-    lane = np.zeros(n, dtype=np.int64)
-    pos = {op.id: i for i, op in enumerate(ops)}
-    dur = np.empty(n)
-    tail = np.empty(n)
-    res: list[list[int]] = []
-    work: list[list[float]] = []
-    for i, (op, c) in enumerate(zip(ops, costs, strict=True)):
-        key = (op.device, op.stream)
-        if key not in lane_ix:
-            lane_ix[key] = len(lanes)
-            lanes.append(key)
-        lane[i] = lane_ix[key]
+    g = len(reps)
+    gdur = np.empty(g)
+    gtail = np.empty(g)
+    gres: list[list[int]] = []
+    gwork: list[list[float]] = []
+    for j, c in enumerate(reps):
         d = float(c.time_s)
-        dur[i] = d
+        gdur[j] = d
         r, w = [], []
         for dm in c.demands:
             if dm.bytes > 0 and dm.bandwidth > 0:
@@ -169,18 +256,16 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
                 else:
                     r.append(k)
                     w.append(dm.bytes / dm.bandwidth)
-        res.append(r)
-        work.append(w)
+        gres.append(r)
+        gwork.append(w)
         longest = max(w) if w else 0.0
-        tail[i] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
-    deps: list[list[int]] = [[] for _ in range(n)]
-    for u, v in graph.edges():
-        iu, iv = pos.get(u), pos.get(v)
-        if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
-            deps[iv].append(iu)
-    launches = np.array([op.launches for op in ops], dtype=float)
-    plan = Plan(host_costs(launches, launch, params), dur, lane, lanes, deps, res, work, tail, names,
-                serial_host=system.device.serial_dispatch.value)
+        gtail[j] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
+    gl = group_of.tolist()
+    res = [gres[j] for j in gl]  # shared per group: the engines never change them in place
+    work = [gwork[j] for j in gl]
+    plan = Plan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
+                [list(d) for d in ga.deps] if any(ga.deps) else [[] for _ in range(n)], res, work,
+                gtail[group_of], names, serial_host=system.device.serial_dispatch.value, arrays=ga)
     if placement is not None and placement.prefetch:
         _add_prefetch(plan, graph, system, placement, rid, params)
     return plan
