@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine import LAUNCH_MODES, WRITEBACK, Plan, Timeline, build_plan, run_simpy
+from .engine import LAUNCH_MODES, WRITEBACK, PerOp, Plan, Timeline, build_plan, run_simpy
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
 from .result import SimResult, category, resource_category
 
-__all__ = ["simulate", "SimResult", "SimulationError"]
+__all__ = ["simulate", "simulate_point", "SimResult", "SimulationError"]
 
 ENGINES = ("auto", "simpy", "fast")
 
@@ -79,13 +79,9 @@ def simulate(
 
         with gc_paused():
             graph = shard(graph, tp)
-        # how the collectives run: a CUDA graph keeps the ranks in lockstep (no launch skew);
-        # serving engines all-reduce small messages with their own one-shot kernel
-        custom = graph.meta.get("fusion") == "serving"
         for op in graph.ops:
             if op.kind == "collective":
-                op.attrs["launch"] = "graph" if launch == "graph" else "eager"
-                op.attrs["custom"] = custom
+                collective_mode(op, graph.meta, launch)
     from .params import Params
 
     params = params or Params(system)
@@ -104,6 +100,74 @@ def simulate(
         tl = run_fast(plan) if used == "fast" else run_simpy(plan)
         meta = _meta(graph, system, launch, tp, placement, used)
         return assemble(graph, system, costs, plan, tl, meta, placement, tp)
+
+
+def collective_mode(op, meta: dict, launch: str) -> None:
+    """How a collective of a sharded step runs: a CUDA graph keeps the ranks in lockstep
+    (no launch skew); serving engines all-reduce small messages with their own one-shot kernel."""
+    op.attrs["launch"] = "graph" if launch == "graph" else "eager"
+    op.attrs["custom"] = meta.get("fusion") == "serving"
+
+
+def simulate_point(point, system, *, launch: str = "eager", tp: int = 1, placement=None, params=None) -> SimResult:
+    """``simulate`` of one step of a parametric family (``workloads.parametric.FamilyPoint``,
+    already sharded for ``tp``), from its arrays: the planner's sweep.
+
+    The same model and engine as ``simulate``: ops are grouped as ``graph_costs`` groups
+    them (here by family class, which implies equal shapes at every point, and cache
+    residency), each group's representative op is built and priced by ``op_terms`` and
+    ``evaluate``, and the chain runs on the fast path. Only single-stream steps without
+    prefetch take this path (``point_supported``); the ops table is built on demand.
+    """
+    from hw_models.catalog import load
+
+    from .costmodel import Structure, TermTable, costs_of, evaluate, op_terms
+    from .params import Params
+    from .placement import Placement
+
+    if launch not in LAUNCH_MODES:
+        raise SimulationError(f"launch must be one of {', '.join(LAUNCH_MODES)}, got {launch!r}")
+    system = load(system)
+    placement = (placement if placement is not None else Placement()).validate(system)
+    if not point_supported(point, placement):
+        raise SimulationError("simulate_point takes single-stream steps without prefetch")
+    params = params or Params(system)
+    fa = point.fa
+    with gc_paused():
+        st = Structure(system, 0)
+        res = point.residency(st.llc)
+        mask = np.zeros(fa.n, dtype=np.int64)
+        if len(res):
+            np.add.at(mask, fa.rd_op, np.where(res, np.left_shift(1, fa.rd_bit), 0))
+        key = fa.cls * (1 << fa.max_reads) + mask
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # groups numbered by first appearance, as graph_costs does
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        group_of = rank[inverse.ravel()]
+        terms = []
+        for g in order.tolist():
+            i = int(first[g])
+            op = point.op(i)
+            if op.kind == "collective":
+                collective_mode(op, point.meta, launch)
+            lo = np.searchsorted(fa.rd_op, i)
+            hi = np.searchsorted(fa.rd_op, i, side="right")
+            resident = frozenset(fa.acc_tensor[fa.rd_acc[r]] for r in range(lo, hi) if res[r])
+            terms.append(op_terms(op, st, placement, resident))
+        table = TermTable(terms)
+        reps = costs_of(table, evaluate(table, params), [0] * table.n)
+        costs = (group_of, reps)
+        plan = build_plan(point, system, costs, launch, None, params, arrays=point)
+        tl = run_fast(plan)
+        meta = _meta(point, system, launch, tp, placement, "fast")
+        return assemble(point, system, costs, plan, tl, meta, placement, tp)
+
+
+def point_supported(point, placement) -> bool:
+    """Whether ``simulate_point`` takes this step: one device and stream, no prefetch copies."""
+    fa = point.fa
+    return fa.single_lane and all(d == 0 for d, _s in fa.lanes) and not getattr(placement, "prefetch", False)
 
 
 @contextmanager
@@ -160,17 +224,14 @@ def floors(graph, system, placement, arrays=None) -> tuple[float, float]:
         bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
         role_bw.append(bw)
     # every byte over its tier's bandwidth, summed in program order (cumsum adds in order)
-    mem = float(np.cumsum(ga.acc_bytes / np.array(role_bw)[ga.acc_code])[-1]) if ga.acc_role else 0.0
-    peak_of: dict[tuple[str, str], float] = {}
-    parts = []
-    for f, dt, op_dtype in ga.flop_items:
-        p = peak_of.get((dt, op_dtype))
-        if p is None:
-            known = dt in system.device.vector or dt in system.device.matrix
-            label = unit_label(system.device, dt if known else op_dtype, True)
-            p = peak_of[(dt, op_dtype)] = compute_unit(system.device, label).peak.value
-        parts.append(f / p)
-    comp = float(np.cumsum(parts)[-1]) if parts else 0.0
+    mem = float(np.cumsum(ga.acc_bytes / np.array(role_bw)[ga.acc_code])[-1]) if len(ga.acc_code) else 0.0
+    peaks = []
+    for dt, op_dtype in ga.flop_pairs:
+        known = dt in system.device.vector or dt in system.device.matrix
+        label = unit_label(system.device, dt if known else op_dtype, True)
+        peaks.append(compute_unit(system.device, label).peak.value)
+    parts = ga.flop_vals / np.array(peaks)[ga.flop_pair] if len(ga.flop_vals) else ga.flop_vals
+    comp = float(np.cumsum(parts)[-1]) if len(parts) else 0.0
     return mem, comp
 
 
@@ -203,7 +264,7 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
     kinds = ga.kinds
     _, first = np.unique(group_of, return_index=True) if n else (None, np.zeros(0, dtype=np.int64))
     gterm = [category(reps[g].bound, kinds[i]) for g, i in enumerate(first.tolist())]
-    terms = [gterm[g] for g in group_of.tolist()]
+    terms = PerOp(gterm, group_of.tolist())
     ends = [tl.end.max() if n else 0.0]
     if len(tl.copy_end):
         ends.append(tl.copy_end.max())
@@ -278,7 +339,7 @@ def _ops_table(ga, group_of, reps, terms, unknown, plan: Plan, tl: Timeline) -> 
         "time_s": plan.dur,
         "roofline_s": [float(reps[g].roofline_s) for g in gl],
         "bound": [reps[g].bound for g in gl],
-        "term": terms,
+        "term": list(terms),
         "resource": resource,
         "flops": [op.total_flops for op in ops],
         "bytes": [float(op.bytes) for op in ops],
@@ -309,9 +370,14 @@ def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float
     on = busy > 0
     base = np.where(on, np.minimum(busy, dur), 0.0)
     extra = np.where(on & (busy > base), busy - base, 0.0)
-    cats = ["host", *dict.fromkeys(terms)]
-    code = {c: i for i, c in enumerate(cats)}
-    tcode = np.array([code[t] for t in terms], dtype=np.int64)
+    if isinstance(terms, PerOp):  # one term per group: code the groups, then index
+        cats = ["host", *dict.fromkeys(terms.items)]
+        code = {c: i for i, c in enumerate(cats)}
+        tcode = np.array([code[t] for t in terms.items], dtype=np.int64)[np.asarray(terms.group_of, dtype=np.int64)]
+    else:
+        cats = ["host", *dict.fromkeys(terms)]
+        code = {c: i for i, c in enumerate(cats)}
+        tcode = np.array([code[t] for t in terms], dtype=np.int64)
     n = plan.n
     idx = np.empty(3 * n, dtype=np.int64)
     val = np.empty(3 * n)

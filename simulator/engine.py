@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,7 +99,9 @@ class Plan:
     @property
     def chain(self) -> bool:
         """True when the fast path's recurrence is exact: one lane, no copies, no cross deps."""
-        return len(self.lanes) <= 1 and not self.copies and not any(self.deps)
+        if len(self.lanes) > 1 or self.copies:
+            return False
+        return not getattr(self.arrays, "has_deps", True) or not any(self.deps)
 
 
 #: host parameter per launch mode: eager pays the framework's dispatch inside model code
@@ -137,8 +140,8 @@ class GraphArrays:
     dependencies, launches, FLOPs and bytes per op, and the inputs of the floors."""
 
     __slots__ = ("ops", "n", "lane", "lanes", "deps", "launches", "flops", "bytes", "unknown", "kinds",
-                 "acc_bytes", "acc_role", "acc_code", "roles", "flop_items", "kernels", "flops_total", "bytes_total",
-                 "__weakref__")
+                 "acc_bytes", "acc_role", "acc_code", "roles", "has_deps", "flop_vals", "flop_pair", "flop_pairs", "kernels",
+                 "flops_total", "bytes_total", "__weakref__")
 
     def __init__(self, graph) -> None:
         ops = list(graph.ops)
@@ -183,6 +186,7 @@ class GraphArrays:
                 if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
                     deps[iv].append(iu)
         self.deps = deps
+        self.has_deps = any(deps)
         self.launches, self.flops, self.bytes = launches, flops, nbytes
         self.unknown = np.array([bool(op.unknown) for op in ops], dtype=bool)
         self.kinds = [op.kind for op in ops]
@@ -191,11 +195,32 @@ class GraphArrays:
         self.roles = list(dict.fromkeys(acc_role))
         code = {r: i for i, r in enumerate(self.roles)}
         self.acc_code = np.array([code[r] for r in acc_role], dtype=np.int64)
-        self.flop_items = flop_items
+        pairs: dict[tuple[str, str], int] = {}
+        self.flop_vals = np.array([f for f, _, _ in flop_items], dtype=float)
+        self.flop_pair = np.array([pairs.setdefault((dt, od), len(pairs)) for _, dt, od in flop_items],
+                                  dtype=np.int64)
+        self.flop_pairs = list(pairs)
         self.kernels = int(sum(op.launches for op in ops))
         # sequential sums, as sum() over the ops gives them (cumsum adds in order)
         self.flops_total = float(np.cumsum(flops)[-1]) if n else 0.0
         self.bytes_total = float(sum(op.bytes for op in ops))
+
+
+class PerOp(Sequence):
+    """A per-op list that is a per-group list read through each op's group (no copy)."""
+
+    __slots__ = ("items", "group_of")
+
+    def __init__(self, items: list, group_of: list[int]) -> None:
+        self.items, self.group_of = items, group_of
+
+    def __len__(self) -> int:
+        return len(self.group_of)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.items[g] for g in self.group_of[i]]
+        return self.items[self.group_of[i]]
 
 
 _ARRAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -213,13 +238,32 @@ def graph_arrays(graph) -> GraphArrays:
     return ga
 
 
-def build_plan(graph, system, costs, launch: str, placement=None, params=None) -> Plan:
+class _NoDeps:
+    """Shared ``[[] ... []]`` lists (read-only) for graphs without cross-lane dependencies."""
+
+    def __init__(self) -> None:
+        self.by_n: dict[int, list] = {}
+
+    def get(self, n: int) -> list:
+        got = self.by_n.get(n)
+        if got is None:
+            if len(self.by_n) > 64:
+                self.by_n.clear()
+            got = self.by_n[n] = [[] for _ in range(n)]
+        return got
+
+
+_NO_DEPS = _NoDeps()
+
+
+def build_plan(graph, system, costs, launch: str, placement=None, params=None, arrays=None) -> Plan:
     """The engines' plan. ``costs``: one ``OpCost`` per op, or ``(group of each op, OpCost
-    of each group)`` as ``costmodel.grouped_costs`` gives them (each group is read once)."""
+    of each group)`` as ``costmodel.grouped_costs`` gives them (each group is read once).
+    ``arrays``: the graph's ``GraphArrays`` (or a ``FamilyPoint``) if the caller has them."""
     from .params import Params
 
     params = params or Params(system)
-    ga = graph_arrays(graph)
+    ga = arrays if arrays is not None else graph_arrays(graph)
     n = ga.n
     if isinstance(costs, tuple):
         group_of, reps = costs
@@ -261,10 +305,10 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
         longest = max(w) if w else 0.0
         gtail[j] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
     gl = group_of.tolist()
-    res = [gres[j] for j in gl]  # shared per group: the engines never change them in place
-    work = [gwork[j] for j in gl]
+    # per-group lists read through each op's group: the engines never change them in place
+    res, work = PerOp(gres, gl), PerOp(gwork, gl)
     plan = Plan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
-                [list(d) for d in ga.deps] if any(ga.deps) else [[] for _ in range(n)], res, work,
+                [list(d) for d in ga.deps] if ga.has_deps else _NO_DEPS.get(n), res, work,
                 gtail[group_of], names, serial_host=system.device.serial_dispatch.value, arrays=ga)
     if placement is not None and placement.prefetch:
         _add_prefetch(plan, graph, system, placement, rid, params)
