@@ -406,6 +406,10 @@ def run_simpy(plan: Plan) -> Timeline:
     dur = plan.dur.tolist()
     tail = plan.tail.tolist()
     res, work, deps = plan.res, plan.work, plan.deps
+    if isinstance(res, PerOp):  # plain lists for the hot loop
+        res = [res.items[g] for g in res.group_of]
+    if isinstance(work, PerOp):
+        work = [work.items[g] for g in work.group_of]
     copy_of = plan.copy_of
     copies = plan.copies
     timeout = env.timeout
@@ -445,10 +449,17 @@ def run_simpy(plan: Plan) -> Timeline:
 
     def lane_proc(idx: list[int]):
         for i in idx:
-            yield from until_issued(i)
-            for d in deps[i]:
-                if end[d] != end[d]:  # NaN: not finished yet
-                    yield wait(end_wait, d)
+            if serial:
+                yield from until_issued(i)
+            else:  # inlined until_issued: most ops are issued before their stream reaches them
+                t = issue[i] - env.now
+                if t > 0.0:
+                    yield timeout(t)
+            dps = deps[i]
+            if dps:
+                for d in dps:
+                    if end[d] != end[d]:  # NaN: not finished yet
+                        yield wait(end_wait, d)
             if copy_of:
                 c = copy_of.get(i)
                 if c is not None and cend[c] != cend[c]:
