@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine import LAUNCH_MODES, WRITEBACK, Plan, Timeline, build_plan, run_simpy
+from .engine import LAUNCH_MODES, WRITEBACK, PerOp, Plan, Timeline, build_plan, run_simpy
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
 from .result import SimResult, category, resource_category
 
-__all__ = ["simulate", "SimResult", "SimulationError"]
+__all__ = ["simulate", "simulate_point", "SimResult", "SimulationError"]
 
 ENGINES = ("auto", "simpy", "fast")
 
@@ -79,23 +79,20 @@ def simulate(
 
         with gc_paused():
             graph = shard(graph, tp)
-        # how the collectives run: a CUDA graph keeps the ranks in lockstep (no launch skew);
-        # serving engines all-reduce small messages with their own one-shot kernel
-        custom = graph.meta.get("fusion") == "serving"
         for op in graph.ops:
             if op.kind == "collective":
-                op.attrs["launch"] = "graph" if launch == "graph" else "eager"
-                op.attrs["custom"] = custom
+                collective_mode(op, graph.meta, launch)
     from .params import Params
 
     params = params or Params(system)
-    if cost_fn is None:
-        from .costmodel import graph_costs
-
-        def cost_fn(g, s, p):
-            return graph_costs(g, s, p, params=params)
     with gc_paused():
-        costs = cost_fn(graph, system, placement)
+        if cost_fn is None:
+            from .costmodel import grouped_costs
+
+            costs = grouped_costs(graph, system, placement, params)
+        else:
+            per_op = list(cost_fn(graph, system, placement))
+            costs = (np.arange(len(per_op), dtype=np.int64), per_op)
         plan = build_plan(graph, system, costs, launch, placement, params)
         if engine == "fast" and not plan.chain:
             raise SimulationError("engine 'fast' needs a single-stream chain without prefetch; use 'simpy' or 'auto'")
@@ -103,6 +100,74 @@ def simulate(
         tl = run_fast(plan) if used == "fast" else run_simpy(plan)
         meta = _meta(graph, system, launch, tp, placement, used)
         return assemble(graph, system, costs, plan, tl, meta, placement, tp)
+
+
+def collective_mode(op, meta: dict, launch: str) -> None:
+    """How a collective of a sharded step runs: a CUDA graph keeps the ranks in lockstep
+    (no launch skew); serving engines all-reduce small messages with their own one-shot kernel."""
+    op.attrs["launch"] = "graph" if launch == "graph" else "eager"
+    op.attrs["custom"] = meta.get("fusion") == "serving"
+
+
+def simulate_point(point, system, *, launch: str = "eager", tp: int = 1, placement=None, params=None) -> SimResult:
+    """``simulate`` of one step of a parametric family (``workloads.parametric.FamilyPoint``,
+    already sharded for ``tp``), from its arrays: the planner's sweep.
+
+    The same model and engine as ``simulate``: ops are grouped as ``graph_costs`` groups
+    them (here by family class, which implies equal shapes at every point, and cache
+    residency), each group's representative op is built and priced by ``op_terms`` and
+    ``evaluate``, and the chain runs on the fast path. Only single-stream steps without
+    prefetch take this path (``point_supported``); the ops table is built on demand.
+    """
+    from hw_models.catalog import load
+
+    from .costmodel import Structure, TermTable, costs_of, evaluate, op_terms
+    from .params import Params
+    from .placement import Placement
+
+    if launch not in LAUNCH_MODES:
+        raise SimulationError(f"launch must be one of {', '.join(LAUNCH_MODES)}, got {launch!r}")
+    system = load(system)
+    placement = (placement if placement is not None else Placement()).validate(system)
+    if not point_supported(point, placement):
+        raise SimulationError("simulate_point takes single-stream steps without prefetch")
+    params = params or Params(system)
+    fa = point.fa
+    with gc_paused():
+        st = Structure(system, 0)
+        res = point.residency(st.llc)
+        mask = np.zeros(fa.n, dtype=np.int64)
+        if len(res):
+            np.add.at(mask, fa.rd_op, np.where(res, np.left_shift(1, fa.rd_bit), 0))
+        key = fa.cls * (1 << fa.max_reads) + mask
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # groups numbered by first appearance, as graph_costs does
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        group_of = rank[inverse.ravel()]
+        terms = []
+        for g in order.tolist():
+            i = int(first[g])
+            op = point.op(i)
+            if op.kind == "collective":
+                collective_mode(op, point.meta, launch)
+            lo = np.searchsorted(fa.rd_op, i)
+            hi = np.searchsorted(fa.rd_op, i, side="right")
+            resident = frozenset(fa.acc_tensor[fa.rd_acc[r]] for r in range(lo, hi) if res[r])
+            terms.append(op_terms(op, st, placement, resident))
+        table = TermTable(terms)
+        reps = costs_of(table, evaluate(table, params), [0] * table.n)
+        costs = (group_of, reps)
+        plan = build_plan(point, system, costs, launch, None, params, arrays=point)
+        tl = run_fast(plan)
+        meta = _meta(point, system, launch, tp, placement, "fast")
+        return assemble(point, system, costs, plan, tl, meta, placement, tp)
+
+
+def point_supported(point, placement) -> bool:
+    """Whether ``simulate_point`` takes this step: one device and stream, no prefetch copies."""
+    fa = point.fa
+    return fa.single_lane and all(d == 0 for d, _s in fa.lanes) and not getattr(placement, "prefetch", False)
 
 
 @contextmanager
@@ -148,32 +213,26 @@ def _tier_bandwidth(system, tier: str) -> float:
     return min(t.bandwidth.value, t.link.bandwidth.value)
 
 
-def floors(graph, system, placement) -> tuple[float, float]:
+def floors(graph, system, placement, arrays=None) -> tuple[float, float]:
     """(memory_floor_s, compute_floor_s) of ``graph`` on one device of ``system``."""
+    from .engine import graph_arrays
+
+    ga = arrays if arrays is not None else graph_arrays(graph)
     bw_of: dict[str, float] = {}
-    mem = 0.0
-    comp = 0.0
-    peak_of: dict[str, float] = {}
-    for op in graph.ops:
-        if op.kind == "view":
-            continue
-        for a in op.reads:
-            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
-            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
-            mem += a.bytes / bw
-        for a in op.writes:
-            t = placement.tier_of(a.role) if hasattr(placement, "tier_of") else "device"
-            bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
-            mem += a.bytes / bw
-        for dt, f in op.flops.items():
-            if f <= 0:
-                continue
-            p = peak_of.get(dt)
-            if p is None:
-                known = dt in system.device.vector or dt in system.device.matrix
-                label = unit_label(system.device, dt if known else op.dtype, True)
-                p = peak_of[dt] = compute_unit(system.device, label).peak.value
-            comp += f / p
+    role_bw = []
+    for role in ga.roles:
+        t = placement.tier_of(role) if hasattr(placement, "tier_of") else "device"
+        bw = bw_of.get(t) or bw_of.setdefault(t, _tier_bandwidth(system, t))
+        role_bw.append(bw)
+    # every byte over its tier's bandwidth, summed in program order (cumsum adds in order)
+    mem = float(np.cumsum(ga.acc_bytes / np.array(role_bw)[ga.acc_code])[-1]) if len(ga.acc_code) else 0.0
+    peaks = []
+    for dt, op_dtype in ga.flop_pairs:
+        known = dt in system.device.vector or dt in system.device.matrix
+        label = unit_label(system.device, dt if known else op_dtype, True)
+        peaks.append(compute_unit(system.device, label).peak.value)
+    parts = ga.flop_vals / np.array(peaks)[ga.flop_pair] if len(ga.flop_vals) else ga.flop_vals
+    comp = float(np.cumsum(parts)[-1]) if len(parts) else 0.0
     return mem, comp
 
 
@@ -192,12 +251,66 @@ def _busy_union(start: np.ndarray, end: np.ndarray) -> float:
 
 
 def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
-    ops = graph.ops
-    n = len(ops)
-    bounds = [c.bound for c in costs]
-    kinds = [op.kind for op in ops]
-    terms = [category(b, k) for b, k in zip(bounds, kinds, strict=True)]
+    """The ``SimResult``: totals now, the per-op table when someone reads it.
+    ``costs`` as ``build_plan`` takes them."""
+    from .engine import graph_arrays
+
+    ga = plan.arrays if plan.arrays is not None else graph_arrays(graph)
+    n = ga.n
+    if isinstance(costs, tuple):
+        group_of, reps = np.asarray(costs[0], dtype=np.int64), costs[1]
+    else:
+        group_of, reps = np.arange(n, dtype=np.int64), list(costs)
+    # one term per shape group (a group's ops share their kind: it is part of the shape)
+    kinds = ga.kinds
+    _, first = np.unique(group_of, return_index=True) if n else (None, np.zeros(0, dtype=np.int64))
+    gterm = [category(reps[g].bound, kinds[i]) for g, i in enumerate(first.tolist())]
+    terms = PerOp(gterm, group_of.tolist())
+    ends = [tl.end.max() if n else 0.0]
+    if len(tl.copy_end):
+        ends.append(tl.copy_end.max())
+    step = float(max(max(ends), tl.host_busy))
+    mem_floor, comp_floor = floors(graph, system, placement, ga)
+    tbb = _time_by_bound(plan, tl, terms, plan.resource_names, step)
+    unknown = ga.unknown | np.array([bool(getattr(reps[g], "unknown", False)) for g in range(len(reps))],
+                                    dtype=bool)[group_of] if n else ga.unknown
+    totals = {
+        "step_time_s": step,
+        "flops": ga.flops_total * tp,
+        "bytes": ga.bytes_total * tp,
+        "memory_floor_s": mem_floor,
+        "compute_floor_s": comp_floor,
+        "host_time_s": tl.host_busy,
+        "device_busy_s": _busy_union(tl.start, tl.end),
+        "kernels": ga.kernels,
+        "tokens_per_s": _tokens(meta, step),
+        "unknown_ops": int(unknown.sum()),
+        "engine": meta["engine"],
+        "placement": meta["placement"],
+    }
+
+    def ops_table() -> pd.DataFrame:
+        return _ops_table(ga, group_of, reps, terms, unknown, plan, tl)
+
+    def copies_table() -> pd.DataFrame:
+        ops = ga.ops
+        return pd.DataFrame({
+            "op_id": [ops[cp.op].id for cp in plan.copies],
+            "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
+            "resource": [cp.resource for cp in plan.copies],
+            "bytes": [float(cp.nbytes) for cp in plan.copies],
+            "start_s": tl.copy_start,
+            "end_s": tl.copy_end,
+        })
+
+    return SimResult(meta, ops_table, copies_table, totals, tbb, list(plan.lanes), list(plan.resource_names))
+
+
+def _ops_table(ga, group_of, reps, terms, unknown, plan: Plan, tl: Timeline) -> pd.DataFrame:
+    ops = ga.ops
+    n = ga.n
     names = plan.resource_names
+    gl = group_of.tolist()
     resource = []
     for i in range(n):
         if tl.slowed_by[i] >= 0:
@@ -212,10 +325,10 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         else:
             resource.append(f"dev{ops[i].device}.launch")
     lanes = plan.lanes
-    df = pd.DataFrame({
+    return pd.DataFrame({
         "id": [op.id for op in ops],
         "name": [op.name for op in ops],
-        "kind": kinds,
+        "kind": list(ga.kinds),
         "module": [op.module for op in ops],
         "device": [lanes[k][0] for k in plan.lane] if n else [],
         "stream": [lanes[k][1] for k in plan.lane] if n else [],
@@ -225,47 +338,18 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         "end_s": tl.end,
         "duration_s": tl.end - tl.start,
         "time_s": plan.dur,
-        "roofline_s": [float(c.roofline_s) for c in costs],
-        "bound": bounds,
-        "term": terms,
+        "roofline_s": [float(reps[g].roofline_s) for g in gl],
+        "bound": [reps[g].bound for g in gl],
+        "term": list(terms),
         "resource": resource,
         "flops": [op.total_flops for op in ops],
         "bytes": [float(op.bytes) for op in ops],
         "launches": [op.launches for op in ops],
-        "unknown": [bool(op.unknown or getattr(c, "unknown", False)) for op, c in zip(ops, costs, strict=True)],
+        "unknown": [bool(u) for u in unknown],
         # the quantised kernel family an op belongs to and its part in it (workloads.quantize)
         "quant": [str(op.attrs.get("quant") or "") for op in ops],
         "quant_path": [str(op.attrs.get("quant_path") or "") for op in ops],
     })
-    copies = pd.DataFrame({
-        "op_id": [ops[cp.op].id for cp in plan.copies],
-        "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
-        "resource": [cp.resource for cp in plan.copies],
-        "bytes": [float(cp.nbytes) for cp in plan.copies],
-        "start_s": tl.copy_start,
-        "end_s": tl.copy_end,
-    })
-    ends = [tl.end.max() if n else 0.0]
-    if len(tl.copy_end):
-        ends.append(tl.copy_end.max())
-    step = float(max(max(ends), tl.host_busy))
-    mem_floor, comp_floor = floors(graph, system, placement)
-    tbb = _time_by_bound(plan, tl, terms, names, step)
-    totals = {
-        "step_time_s": step,
-        "flops": float(graph.flops) * tp,
-        "bytes": float(graph.bytes) * tp,
-        "memory_floor_s": mem_floor,
-        "compute_floor_s": comp_floor,
-        "host_time_s": tl.host_busy,
-        "device_busy_s": _busy_union(tl.start, tl.end),
-        "kernels": int(graph.kernels),
-        "tokens_per_s": _tokens(meta, step),
-        "unknown_ops": int(df["unknown"].sum()),
-        "engine": meta["engine"],
-        "placement": meta["placement"],
-    }
-    return SimResult(meta, df, copies, totals, tbb, list(lanes), list(names))
 
 
 def _tokens(meta: dict, step: float) -> float | None:
@@ -276,10 +360,55 @@ def _tokens(meta: dict, step: float) -> float | None:
     return float(per_step / step)
 
 
+def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float) -> dict[str, float]:
+    """``_time_by_bound`` of a single-stream chain (no copies, no other lanes, nothing
+    stretched), in arrays: every idle gap waits for the host. Each term's seconds are
+    added in the same order as the loop adds them (``bincount`` adds in index order), so
+    the figures are the loop's to the last bit."""
+    tol = 1e-12
+    s, e, dur = tl.start, tl.end, plan.dur
+    prev = np.maximum.accumulate(np.concatenate(([0.0], e[:-1])))
+    prev = np.maximum(prev, 0.0)
+    gap = s - prev
+    busy = e - np.maximum(s, prev)
+    on = busy > 0
+    base = np.where(on, np.minimum(busy, dur), 0.0)
+    extra = np.where(on & (busy > base), busy - base, 0.0)
+    if isinstance(terms, PerOp):  # one term per group: code the groups, then index
+        cats = ["host", *dict.fromkeys(terms.items)]
+        code = {c: i for i, c in enumerate(cats)}
+        tcode = np.array([code[t] for t in terms.items], dtype=np.int64)[np.asarray(terms.group_of, dtype=np.int64)]
+    else:
+        cats = ["host", *dict.fromkeys(terms)]
+        code = {c: i for i, c in enumerate(cats)}
+        tcode = np.array([code[t] for t in terms], dtype=np.int64)
+    n = plan.n
+    idx = np.empty(3 * n, dtype=np.int64)
+    val = np.empty(3 * n)
+    live = np.empty(3 * n, dtype=bool)
+    idx[0::3], idx[1::3], idx[2::3] = 0, tcode, tcode
+    val[0::3] = np.where(gap > tol, gap, 0.0)
+    val[1::3], val[2::3] = base, extra
+    live[0::3], live[1::3], live[2::3] = gap > tol, on, extra > 0
+    sums = np.bincount(idx, weights=val, minlength=len(cats))
+    first = {}
+    for c in range(len(cats)):
+        hit = np.flatnonzero(live & (idx == c))
+        if len(hit):
+            first[c] = int(hit[0])
+    out = {cats[c]: float(sums[c]) for c in sorted(first, key=first.get)}
+    last = float(max(prev[-1], e[-1]))
+    if step - last > tol:
+        out["other"] = out.get("other", 0.0) + step - last
+    return {k: v for k, v in out.items() if v > 0}
+
+
 def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
-    out: dict[str, float] = {}
     if plan.n == 0:
         return {"host": step} if step > 0 else {}
+    if plan.chain and not (tl.slowed_by >= 0).any():
+        return _time_by_bound_chain(plan, tl, terms, step)
+    out: dict[str, float] = {}
     main = np.flatnonzero(plan.lane == 0)
     prev = 0.0
     tol = 1e-12

@@ -865,6 +865,15 @@ def graph_terms(graph, system: SystemSpec, placement: Placement | None = None,
     return sg.ops, group_of, TermTable(terms)
 
 
+def grouped_costs(graph, system: SystemSpec, placement: Placement | None = None,
+                  params: Params | None = None) -> tuple[np.ndarray, list[OpCost]]:
+    """(shape group of each op, ``OpCost`` of each group's representative): what
+    ``graph_costs`` returns without one object per op (``simulate`` reads it this way)."""
+    ops, group_of, table = graph_terms(graph, system, placement)
+    reps = costs_of(table, evaluate(table, params or Params(system)), [0] * table.n)
+    return np.asarray(group_of, dtype=np.int64), reps
+
+
 def graph_costs(graph, system: SystemSpec, placement: Placement | None = None,
                 params: Params | None = None) -> list[OpCost]:
     """``op_cost`` for every op of ``graph`` in program order, with cache freshness tracked along it.
@@ -874,9 +883,9 @@ def graph_costs(graph, system: SystemSpec, placement: Placement | None = None,
     priced: change a graph by building a new one (``graph.copy()``), not by editing ops
     in place.
     """
-    ops, group_of, table = graph_terms(graph, system, placement)
-    reps = costs_of(table, evaluate(table, params or Params(system)), [0] * table.n)
-    return [_with_id(reps[gi], op.id) for op, gi in zip(ops, group_of, strict=True)]
+    group_of, reps = grouped_costs(graph, system, placement, params)
+    ops = graph.ops if hasattr(graph, "ops") else list(graph)
+    return [_with_id(reps[gi], op.id) for op, gi in zip(ops, group_of.tolist(), strict=True)]
 
 
 def _with_id(c: OpCost, op_id: int) -> OpCost:

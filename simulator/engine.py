@@ -38,6 +38,8 @@ Physics (docs/architecture.md, "The physics"):
 from __future__ import annotations
 
 import re
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +89,8 @@ class Plan:
     #: dispatch op ``i`` before op ``i-1`` has finished, ``issue_i = max(issue_{i-1},
     #: end_{i-1}) + host_cost_i``
     serial_host: bool = False
+    #: the graph's ``GraphArrays`` (set by ``build_plan``)
+    arrays: object = None
 
     @property
     def n(self) -> int:
@@ -95,7 +99,9 @@ class Plan:
     @property
     def chain(self) -> bool:
         """True when the fast path's recurrence is exact: one lane, no copies, no cross deps."""
-        return len(self.lanes) <= 1 and not self.copies and not any(self.deps)
+        if len(self.lanes) > 1 or self.copies:
+            return False
+        return not getattr(self.arrays, "has_deps", True) or not any(self.deps)
 
 
 #: host parameter per launch mode: eager pays the framework's dispatch inside model code
@@ -128,12 +134,145 @@ def layer_of(module: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def build_plan(graph, system, costs, launch: str, placement=None, params=None) -> Plan:
+class GraphArrays:
+    """What the engines and ``SimResult`` read of a graph, as arrays, computed once per
+    graph object (a sweep simulates one graph on many systems): lanes, cross-lane
+    dependencies, launches, FLOPs and bytes per op, and the inputs of the floors."""
+
+    __slots__ = ("ops", "n", "lane", "lanes", "deps", "launches", "flops", "bytes", "unknown", "kinds",
+                 "acc_bytes", "acc_role", "acc_code", "roles", "has_deps", "flop_vals", "flop_pair", "flop_pairs", "kernels",
+                 "flops_total", "bytes_total", "__weakref__")
+
+    def __init__(self, graph) -> None:
+        ops = list(graph.ops)
+        self.ops = ops
+        n = self.n = len(ops)
+        lanes: list[tuple[int, int]] = []
+        lane_ix: dict[tuple[int, int], int] = {}
+        lane = np.zeros(n, dtype=np.int64)
+        launches = np.empty(n)
+        flops = np.empty(n)
+        nbytes = np.empty(n)
+        acc_bytes: list[float] = []
+        acc_role: list[str] = []
+        flop_items: list[tuple[float, str, str]] = []
+        for i, op in enumerate(ops):
+            key = (op.device, op.stream)
+            k = lane_ix.get(key)
+            if k is None:
+                k = lane_ix[key] = len(lanes)
+                lanes.append(key)
+            lane[i] = k
+            launches[i] = op.launches
+            flops[i] = op.total_flops
+            nbytes[i] = op.bytes
+            if op.kind != "view":
+                for a in op.reads:
+                    acc_bytes.append(a.bytes)
+                    acc_role.append(a.role)
+                for a in op.writes:
+                    acc_bytes.append(a.bytes)
+                    acc_role.append(a.role)
+                for dt, f in op.flops.items():
+                    if f > 0:
+                        flop_items.append((f, dt, op.dtype))
+        self.lane, self.lanes = lane, lanes
+        pos = {op.id: i for i, op in enumerate(ops)}
+        deps: list[list[int]] = [[] for _ in range(n)]
+        edges = graph.edges() if hasattr(graph, "edges") else []
+        if len(lanes) > 1:
+            for u, v in edges:
+                iu, iv = pos.get(u), pos.get(v)
+                if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
+                    deps[iv].append(iu)
+        self.deps = deps
+        self.has_deps = any(deps)
+        self.launches, self.flops, self.bytes = launches, flops, nbytes
+        self.unknown = np.array([bool(op.unknown) for op in ops], dtype=bool)
+        self.kinds = [op.kind for op in ops]
+        self.acc_bytes = np.array(acc_bytes, dtype=float)
+        self.acc_role = acc_role
+        self.roles = list(dict.fromkeys(acc_role))
+        code = {r: i for i, r in enumerate(self.roles)}
+        self.acc_code = np.array([code[r] for r in acc_role], dtype=np.int64)
+        pairs: dict[tuple[str, str], int] = {}
+        self.flop_vals = np.array([f for f, _, _ in flop_items], dtype=float)
+        self.flop_pair = np.array([pairs.setdefault((dt, od), len(pairs)) for _, dt, od in flop_items],
+                                  dtype=np.int64)
+        self.flop_pairs = list(pairs)
+        self.kernels = int(sum(op.launches for op in ops))
+        # sequential sums, as sum() over the ops gives them (cumsum adds in order)
+        self.flops_total = float(np.cumsum(flops)[-1]) if n else 0.0
+        self.bytes_total = float(sum(op.bytes for op in ops))
+
+
+class PerOp(Sequence):
+    """A per-op list that is a per-group list read through each op's group (no copy)."""
+
+    __slots__ = ("items", "group_of")
+
+    def __init__(self, items: list, group_of: list[int]) -> None:
+        self.items, self.group_of = items, group_of
+
+    def __len__(self) -> int:
+        return len(self.group_of)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.items[g] for g in self.group_of[i]]
+        return self.items[self.group_of[i]]
+
+
+_ARRAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def graph_arrays(graph) -> GraphArrays:
+    """``GraphArrays`` of ``graph``, remembered while its ops are the same objects."""
+    ops = graph.ops
+    try:
+        ga = _ARRAYS.get(graph)
+    except TypeError:
+        return GraphArrays(graph)
+    if ga is None or ga.n != len(ops) or any(a is not b for a, b in zip(ga.ops, ops, strict=True)):
+        ga = _ARRAYS[graph] = GraphArrays(graph)
+    return ga
+
+
+class _NoDeps:
+    """Shared ``[[] ... []]`` lists (read-only) for graphs without cross-lane dependencies."""
+
+    def __init__(self) -> None:
+        self.by_n: dict[int, list] = {}
+
+    def get(self, n: int) -> list:
+        got = self.by_n.get(n)
+        if got is None:
+            if len(self.by_n) > 64:
+                self.by_n.clear()
+            got = self.by_n[n] = [[] for _ in range(n)]
+        return got
+
+
+_NO_DEPS = _NoDeps()
+
+
+def build_plan(graph, system, costs, launch: str, placement=None, params=None, arrays=None) -> Plan:
+    """The engines' plan. ``costs``: one ``OpCost`` per op, or ``(group of each op, OpCost
+    of each group)`` as ``costmodel.grouped_costs`` gives them (each group is read once).
+    ``arrays``: the graph's ``GraphArrays`` (or a ``FamilyPoint``) if the caller has them."""
     from .params import Params
 
     params = params or Params(system)
-    ops = graph.ops
-    n = len(ops)
+    ga = arrays if arrays is not None else graph_arrays(graph)
+    n = ga.n
+    if isinstance(costs, tuple):
+        group_of, reps = costs
+        group_of = np.asarray(group_of, dtype=np.int64)
+    else:
+        reps = list(costs)
+        group_of = np.arange(n, dtype=np.int64)
+    if len(group_of) != n:
+        raise ValueError(f"{len(group_of)} costs for {n} ops")
     names: list[str] = []
     index: dict[str, int] = {}
 
@@ -144,22 +283,14 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
             names.append(name)
         return i
 
-    lanes: list[tuple[int, int]] = []
-    lane_ix: dict[tuple[int, int], int] = {}
-    lane = np.zeros(n, dtype=np.int64)
-    pos = {op.id: i for i, op in enumerate(ops)}
-    dur = np.empty(n)
-    tail = np.empty(n)
-    res: list[list[int]] = []
-    work: list[list[float]] = []
-    for i, (op, c) in enumerate(zip(ops, costs, strict=True)):
-        key = (op.device, op.stream)
-        if key not in lane_ix:
-            lane_ix[key] = len(lanes)
-            lanes.append(key)
-        lane[i] = lane_ix[key]
+    g = len(reps)
+    gdur = np.empty(g)
+    gtail = np.empty(g)
+    gres: list[list[int]] = []
+    gwork: list[list[float]] = []
+    for j, c in enumerate(reps):
         d = float(c.time_s)
-        dur[i] = d
+        gdur[j] = d
         r, w = [], []
         for dm in c.demands:
             if dm.bytes > 0 and dm.bandwidth > 0:
@@ -169,18 +300,16 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None) -
                 else:
                     r.append(k)
                     w.append(dm.bytes / dm.bandwidth)
-        res.append(r)
-        work.append(w)
+        gres.append(r)
+        gwork.append(w)
         longest = max(w) if w else 0.0
-        tail[i] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
-    deps: list[list[int]] = [[] for _ in range(n)]
-    for u, v in graph.g.edges():
-        iu, iv = pos.get(u), pos.get(v)
-        if iu is not None and iv is not None and lane[iu] != lane[iv] and iu < iv:
-            deps[iv].append(iu)
-    launches = np.array([op.launches for op in ops], dtype=float)
-    plan = Plan(host_costs(launches, launch, params), dur, lane, lanes, deps, res, work, tail, names,
-                serial_host=system.device.serial_dispatch.value)
+        gtail[j] = min(max(float(c.fixed_s), 0.0), max(d - longest, 0.0))
+    gl = group_of.tolist()
+    # per-group lists read through each op's group: the engines never change them in place
+    res, work = PerOp(gres, gl), PerOp(gwork, gl)
+    plan = Plan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
+                [list(d) for d in ga.deps] if ga.has_deps else _NO_DEPS.get(n), res, work,
+                gtail[group_of], names, serial_host=system.device.serial_dispatch.value, arrays=ga)
     if placement is not None and placement.prefetch:
         _add_prefetch(plan, graph, system, placement, rid, params)
     return plan
@@ -277,6 +406,10 @@ def run_simpy(plan: Plan) -> Timeline:
     dur = plan.dur.tolist()
     tail = plan.tail.tolist()
     res, work, deps = plan.res, plan.work, plan.deps
+    if isinstance(res, PerOp):  # plain lists for the hot loop
+        res = [res.items[g] for g in res.group_of]
+    if isinstance(work, PerOp):
+        work = [work.items[g] for g in work.group_of]
     copy_of = plan.copy_of
     copies = plan.copies
     timeout = env.timeout
@@ -316,10 +449,17 @@ def run_simpy(plan: Plan) -> Timeline:
 
     def lane_proc(idx: list[int]):
         for i in idx:
-            yield from until_issued(i)
-            for d in deps[i]:
-                if end[d] != end[d]:  # NaN: not finished yet
-                    yield wait(end_wait, d)
+            if serial:
+                yield from until_issued(i)
+            else:  # inlined until_issued: most ops are issued before their stream reaches them
+                t = issue[i] - env.now
+                if t > 0.0:
+                    yield timeout(t)
+            dps = deps[i]
+            if dps:
+                for d in dps:
+                    if end[d] != end[d]:  # NaN: not finished yet
+                        yield wait(end_wait, d)
             if copy_of:
                 c = copy_of.get(i)
                 if c is not None and cend[c] != cend[c]:

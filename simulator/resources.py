@@ -12,11 +12,18 @@ duration (compute, fixed latency and memory overlapped, from the cost model) and
 ``tail`` the part that cannot overlap the byte streams (kernel and link fixed latency),
 so contention only ever stretches a job, never shortens it.
 
-The manager keeps a single pending timer for the next moment anything can change,
-invalidated by a version counter when the set of flows changes; between changes nothing
-is simulated, however long a flow is (no per-tick events). A job alone on all of its
-resources affects nobody when its shorter flows drain, so its next moment is simply its
-end: such jobs cost one timer. Drain times found late are recovered exactly from the
+Flows on different resources never interact, so a job that starts on resources no other
+live job uses is *solo*: it runs at full rate, its end is known at its start, and it costs
+one timer and no bookkeeping while other jobs come and go on other resources (an op on
+HBM while a prefetch copy crosses the host link). Only when a later job joins one of its
+resources does it enter the *shared* set, with its remaining work (elapsed time spent at
+full rate); a solo job's drained flows are recovered there exactly from the residual.
+
+For the shared set the manager keeps a single pending timer for the next moment anything
+can change, invalidated by a version counter when the set of flows changes; between
+changes nothing is simulated, however long a flow is (no per-tick events). A shared job
+alone on all of its resources affects nobody when its shorter flows drain, so its next
+moment is simply its end. Drain times found late are recovered exactly from the
 (negative) residual work, since rates are constant between changes.
 """
 
@@ -46,19 +53,20 @@ class Job:
         self.end_at = -1.0  # known once every flow has drained
         self.slowed_by = -1  # resource whose flow drained last (what stretched it, if it was stretched)
         self.last_res = -1
-        self.solo = -1  # manager version when it started alone
+        self.solo = False  # running alone on its resources (see the module docstring)
 
 
 class SharedBandwidth:
     """All bandwidth resources of one simulation, shared by processor sharing."""
 
-    __slots__ = ("env", "users", "jobs", "last", "version", "names")
+    __slots__ = ("env", "users", "jobs", "last", "version", "names", "solo_of")
 
     def __init__(self, env: simpy.Environment, names: list[str]) -> None:
         self.env = env
         self.names = names
         self.users = [0] * len(names)  # live flows per resource
-        self.jobs: list[Job] = []
+        self.jobs: list[Job] = []  # the shared set
+        self.solo_of: list[Job | None] = [None] * len(names)  # the solo job holding each resource
         self.last = 0.0
         self.version = 0
 
@@ -71,19 +79,18 @@ class SharedBandwidth:
         """
         env = self.env
         users = self.users
-        if not self.jobs:
-            # alone: its end is known now, so one timer and no bookkeeping unless another
-            # job joins (then the general path takes over and ``finish`` says so)
-            now = env.now
-            self.last = now
-            job = Job(res, list(work), now, floor, tail, None)
+        if not any(users[r] for r in res):
+            # alone on its resources: its end is known now, one timer and no bookkeeping
+            # unless another job joins one of them (then ``finish`` says so)
+            job = Job(res, list(work), env.now, floor, tail, None)
+            solo_of = self.solo_of
             for r in res:
                 users[r] += 1
-            self.jobs = [job]
-            self.version += 1
-            job.solo = self.version
+                solo_of[r] = job
+            job.solo = True
             return env.timeout(max(floor, max(work) + tail) if work else floor, job)
         self._advance()
+        self._join(res)
         self._retire()
         job = Job(res, list(work), env.now, floor, tail, env.event())
         for r in res:
@@ -96,13 +103,32 @@ class SharedBandwidth:
         """True if ``job`` has ended now; False if contention stretched it (then ``wait``)."""
         if job.end_at >= 0.0:
             return True
-        if job.solo != self.version:
+        if not job.solo:
             return False
+        solo_of = self.solo_of
         for r in job.res:
             self.users[r] -= 1
-        self.jobs = []
+            solo_of[r] = None
+        job.solo = False
         job.end_at = self.env.now
         return True
+
+    def _join(self, res: list[int]) -> None:
+        """Move the solo jobs holding any of ``res`` into the shared set, with the work left
+        after running at full rate since they started (call after ``_advance``)."""
+        solo_of = self.solo_of
+        now = self.env.now
+        for r in res:
+            job = solo_of[r]
+            if job is None:
+                continue
+            elapsed = now - job.start
+            job.work = [w - elapsed for w in job.work]
+            for q in job.res:
+                solo_of[q] = None
+            job.solo = False
+            job.done_at = job.start
+            self.jobs.append(job)
 
     def wait(self, job: Job) -> simpy.Event:
         """The event that fires when a stretched ``job`` ends."""

@@ -25,7 +25,6 @@ Totals and their meaning (the keys of ``summary()`` are a contract other tools r
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,15 +73,34 @@ def _round(x: Any) -> Any:
     return x
 
 
-@dataclass
 class SimResult:
-    meta: dict[str, Any]
-    ops: pd.DataFrame  # one row per op, program order
-    copies: pd.DataFrame  # prefetch copies (may be empty)
-    totals: dict[str, Any]
-    time_by_bound: dict[str, float]
-    lanes: list[tuple[int, int]] = field(default_factory=list)
-    resources: list[str] = field(default_factory=list)
+    """One simulated step. ``ops`` (one row per op, program order) and ``copies``
+    (prefetch copies, may be empty) are DataFrames built on first use: a caller that
+    wants the totals (a planner sweep) never pays for them."""
+
+    __slots__ = ("meta", "_ops", "_copies", "totals", "time_by_bound", "lanes", "resources")
+
+    def __init__(self, meta: dict[str, Any], ops: Any, copies: Any, totals: dict[str, Any],
+                 time_by_bound: dict[str, float], lanes: list | None = None, resources: list | None = None) -> None:
+        self.meta = meta
+        self._ops = ops  # a DataFrame, or a function that builds it
+        self._copies = copies
+        self.totals = totals
+        self.time_by_bound = time_by_bound
+        self.lanes = list(lanes or [])
+        self.resources = list(resources or [])
+
+    @property
+    def ops(self) -> pd.DataFrame:
+        if callable(self._ops):
+            self._ops = self._ops()
+        return self._ops
+
+    @property
+    def copies(self) -> pd.DataFrame:
+        if callable(self._copies):
+            self._copies = self._copies()
+        return self._copies
 
     @property
     def step_time_s(self) -> float:

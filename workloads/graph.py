@@ -1,4 +1,9 @@
-"""``WorkloadGraph``: ops in program order, tensor-dependency edges, a pandas view."""
+"""``WorkloadGraph``: ops in program order, tensor-dependency edges, a pandas view.
+
+Importing this module imports neither networkx nor pandas (a cached answer must start
+fast): the edges are kept as a dict, and ``g`` (a ``networkx.DiGraph``) and
+``to_pandas()`` are built on first use.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-import pandas as pd
-
-from .op import ROLES, Op
+from .op import ROLES, Access, Op
 
 
 class WorkloadGraph:
@@ -23,25 +25,54 @@ class WorkloadGraph:
     """
 
     def __init__(self, meta: dict[str, Any] | None = None) -> None:
-        self.g = nx.DiGraph()
         self.meta: dict[str, Any] = dict(meta or {})
         self._ops: list[Op] = []
+        self._ids: set[int] = set()
         self._writer: dict[str, int] = {}
+        #: (u, v) -> tensor, in insertion order (a later edge u->v replaces the tensor, as networkx does)
+        self._edges: dict[tuple[int, int], str | None] = {}
+        self._nx = None
 
     # -- building -------------------------------------------------------------
     def add(self, op: Op) -> Op:
         """Append ``op`` in program order, linking it to the last writer of each input."""
-        if op.id in self.g:
+        if op.id in self._ids:
             raise ValueError(f"duplicate op id {op.id}")
-        self.g.add_node(op.id, op=op)
+        self._ids.add(op.id)
         self._ops.append(op)
+        self._nx = None
+        edges, writer = self._edges, self._writer
         for a in op.reads:
-            src = self._writer.get(a.tensor)
+            src = writer.get(a.tensor)
             if src is not None and src != op.id:
-                self.g.add_edge(src, op.id, tensor=a.tensor)
+                edges[(src, op.id)] = a.tensor
         for a in op.writes:
-            self._writer[a.tensor] = op.id
+            writer[a.tensor] = op.id
         return op
+
+    def add_edge(self, u: int, v: int, tensor: str | None = None) -> None:
+        """An extra dependency edge u -> v (both op ids of this graph)."""
+        self._edges[(u, v)] = tensor
+        self._nx = None
+
+    def edges(self) -> list[tuple[int, int]]:
+        """Dependency edges (u, v): v reads a tensor u wrote, in the order they were found."""
+        return list(self._edges)
+
+    @property
+    def g(self):
+        """The graph as a ``networkx.DiGraph`` (nodes carry ``op``, edges ``tensor``), built on first use.
+        Read it; change the graph through ``add``."""
+        if self._nx is None:
+            import networkx as nx
+
+            g = nx.DiGraph()
+            for op in self._ops:
+                g.add_node(op.id, op=op)
+            for (u, v), t in self._edges.items():
+                g.add_edge(u, v, tensor=t)
+            self._nx = g
+        return self._nx
 
     def next_id(self) -> int:
         return len(self._ops) and self._ops[-1].id + 1
@@ -94,7 +125,9 @@ class WorkloadGraph:
             "unknown_ops": dict(self.unknown_ops()),
         }
 
-    def to_pandas(self) -> pd.DataFrame:
+    def to_pandas(self):
+        import pandas as pd
+
         rows = []
         for op in self._ops:
             roles = op.bytes_by_role()
@@ -122,26 +155,56 @@ class WorkloadGraph:
 
     # -- persistence ----------------------------------------------------------
     def to_json(self, path: str | Path | None = None) -> str:
-        doc = {
-            "meta": self.meta,
-            "ops": [op.to_dict() for op in self._ops],
-            "edges": [[u, v, d.get("tensor")] for u, v, d in self.g.edges(data=True)],
-        }
+        doc = self.to_doc()
         text = json.dumps(doc, sort_keys=True)
         if path is not None:
             Path(path).write_text(text)
         return text
 
+    def to_doc(self) -> dict[str, Any]:
+        """The graph as plain JSON-able data (``from_doc`` reads it back)."""
+        return {
+            "meta": self.meta,
+            "ops": [_op_doc(op) for op in self._ops],
+            "edges": [[u, v, t] for (u, v), t in self._edges.items()],
+        }
+
     @classmethod
-    def from_json(cls, src: str | Path) -> WorkloadGraph:
-        text = str(src) if str(src).lstrip().startswith("{") else Path(src).read_text()
-        doc = json.loads(text)
+    def from_doc(cls, doc: dict[str, Any]) -> WorkloadGraph:
         g = cls(meta=doc.get("meta"))
         for d in doc["ops"]:
             g.add(Op.from_dict(d))
         for u, v, t in doc.get("edges", []):
-            g.g.add_edge(u, v, tensor=t)
+            g.add_edge(u, v, t)
         return g
+
+    @classmethod
+    def from_json(cls, src: str | Path) -> WorkloadGraph:
+        text = str(src) if str(src).lstrip().startswith("{") else Path(src).read_text()
+        return cls.from_doc(json.loads(text))
 
     def copy(self) -> WorkloadGraph:
         return WorkloadGraph.from_json(self.to_json())
+
+
+def _op_doc(op: Op) -> dict[str, Any]:
+    """``Op.to_dict()`` without ``dataclasses.asdict``'s deep copy (the values are plain)."""
+    return {
+        "id": op.id, "name": op.name, "kind": op.kind, "dtype": op.dtype, "flops": dict(op.flops),
+        "reads": [_acc(a) for a in op.reads], "writes": [_acc(a) for a in op.writes], "launches": op.launches,
+        "shapes": [list(s) for s in op.shapes], "module": op.module, "updates": op.updates,
+        "distinct_targets": op.distinct_targets, "unknown": op.unknown, "attrs": _plain(op.attrs),
+        "device": op.device, "stream": op.stream,
+    }
+
+
+def _acc(a: Access) -> dict[str, Any]:
+    return {"tensor": a.tensor, "bytes": a.bytes, "role": a.role}
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x

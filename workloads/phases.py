@@ -15,10 +15,17 @@ from typing import Any
 import torch
 
 from .cache import trace_cache
-from .errors import WorkloadError
-from .tracer import DtypePolicy, Tracer, run_traced
-
-PHASES = ("prefill", "decode")
+from .steps import (  # noqa: F401  (re-exported: the step checks live in the torch-free .steps)
+    DTYPE_POLICIES,
+    FLOAT_DTYPES,
+    PHASES,
+    STEP_OPTIONS,
+    DtypePolicy,
+    check_dtype,
+    check_options,
+    check_step,
+)
+from .tracer import Tracer, run_traced
 
 
 @dataclass(frozen=True)
@@ -28,49 +35,14 @@ class DtypeSpec:
 
 
 #: the float dtypes a model is traced in
-DTYPES: dict[str, DtypeSpec] = {
-    "fp32": DtypeSpec(torch.float32, DtypePolicy()),
-    "bf16": DtypeSpec(torch.bfloat16, DtypePolicy()),
-    "fp16": DtypeSpec(torch.float16, DtypePolicy()),
-}
-FLOAT_DTYPES = tuple(DTYPES)
+DTYPES: dict[str, DtypeSpec] = {name: DtypeSpec(getattr(torch, tname), pol)
+                                for name, (tname, pol) in DTYPE_POLICIES.items()}
 
 
 def dtype_spec(dtype: object, allowed: tuple[str, ...] = FLOAT_DTYPES) -> DtypeSpec:
     """The float dtype to trace in; models without phases take only these (no quantisation)."""
-    if not isinstance(dtype, str) or dtype not in allowed:
-        raise WorkloadError(f"dtype {str(dtype)!r} not allowed here; choose one of: {', '.join(allowed)}")
+    check_dtype(dtype, allowed)
     return DTYPES[dtype]
-
-
-def check_step(phase: str, batch: int, context: int, prompt: int, max_positions: int | None = None) -> None:
-    if phase not in PHASES:
-        raise WorkloadError(f"phase {phase!r} unknown; choose prefill or decode")
-    if not isinstance(batch, int) or batch < 1:
-        raise WorkloadError(f"batch must be a positive integer, got {batch!r}")
-    if phase == "decode" and (not isinstance(context, int) or context < 0):
-        raise WorkloadError(f"context must be a non-negative integer, got {context!r}")
-    if phase == "prefill" and (not isinstance(prompt, int) or prompt < 1):
-        raise WorkloadError(f"prompt must be a positive integer, got {prompt!r}")
-    length = context + 1 if phase == "decode" else prompt
-    if max_positions and length > max_positions:
-        what = f"context <= {max_positions - 1}" if phase == "decode" else f"prompt <= {max_positions}"
-        raise WorkloadError(f"{phase} needs {length} positions but the model allows {max_positions}; use {what}")
-
-
-STEP_OPTIONS = {"kv": ("static", "dynamic"), "logits": ("last", "all")}
-
-
-def check_options(options: dict[str, Any]) -> dict[str, str]:
-    """LLM step options: ``kv`` static|dynamic cache, ``logits`` for the last|all positions."""
-    out = {k: v[0] for k, v in STEP_OPTIONS.items()}
-    for k, v in options.items():
-        if k not in STEP_OPTIONS:
-            raise WorkloadError(f"unknown LLM option {k!r}; allowed: {', '.join(STEP_OPTIONS)}")
-        if v not in STEP_OPTIONS[k]:
-            raise WorkloadError(f"option {k}={v!r} not allowed; choose one of: {', '.join(STEP_OPTIONS[k])}")
-        out[k] = v
-    return out
 
 
 def _cache_kwarg(model: torch.nn.Module) -> str:

@@ -16,7 +16,6 @@ Each ``Op.shapes`` lists the shapes of the op's tensor inputs, then of its outpu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from torch.utils._pytree import tree_leaves
 from . import rules
 from .graph import WorkloadGraph
 from .op import Access, Op
+from .steps import DtypePolicy
 
 DTYPE_LABELS = {
     torch.float64: "fp64",
@@ -47,19 +47,6 @@ DTYPE_LABELS = {
 
 def dtype_label(dt: torch.dtype) -> str:
     return DTYPE_LABELS.get(dt, str(dt).replace("torch.", ""))
-
-
-@dataclass(frozen=True)
-class DtypePolicy:
-    """How weights are stored and matrix FLOPs labelled, beyond what meta tensors carry.
-
-    Meta has no int4 dtype, so weight-only quantisation is a policy: the model runs in
-    ``bf16`` and every weight read by a matrix op (matmul, gemv, moe) costs
-    ``weight_bytes`` per element; matrix FLOPs are labelled ``matmul_dtype``.
-    """
-
-    weight_bytes: float | None = None
-    matmul_dtype: str | None = None
 
 
 MATRIX_KINDS = ("matmul", "gemv", "moe", "conv")

@@ -1,5 +1,5 @@
-"""The model zoo and ``build``: a model id (or config.json path, or ``pkg.mod:fn``) and a
-step description in, a ``WorkloadGraph`` out.
+"""The model zoo and the tracer's side of ``build`` (``workloads.builder``): a model id (or
+config.json path, or ``pkg.mod:fn``) and a step description in, a traced ``WorkloadGraph`` out.
 
 Models are built from their config (``zoo_configs.yaml``: values copied from Hugging Face
 config.json files) with the real transformers implementation on the meta device. For
@@ -14,13 +14,12 @@ import functools
 import importlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from .builder import ZOO_FILE, _parse_id, _refuse_options, _zoo  # noqa: F401  (torch-free; re-exported)
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .phases import DTYPES, FLOAT_DTYPES, check_options, check_step, dtype_spec, run_llm_step
@@ -28,13 +27,6 @@ from .precision import FORMAT_BYTES, Precision, parse
 from .quantize import quantize, weight_bytes
 from .replicate import ReplicationError, replicate_layer, replicate_sizes
 from .tracer import DtypePolicy, trace
-
-ZOO_FILE = Path(__file__).with_name("zoo_configs.yaml")
-
-
-@functools.lru_cache(maxsize=1)
-def _zoo() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load(ZOO_FILE.read_text())["models"]
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -231,61 +223,21 @@ def build_vision(model: torch.nn.Module, cfg: Any, *, batch: int, dtype: str, me
     return trace(model, (pixels,), meta={**meta, "phase": "forward", "image_size": size})
 
 
-_PARAMS_RE = re.compile(r"^([\w.\-]+)\[(.*)\]$")
-
-
-def _parse_id(model: str) -> tuple[str, dict[str, str]]:
-    """``countsketch[n=4096,d=64]`` -> ("countsketch", {"n": "4096", "d": "64"})."""
-    m = _PARAMS_RE.match(model.strip())
-    if not m:
-        return model.strip(), {}
-    params = {}
-    for part in filter(None, (p.strip() for p in m.group(2).split(","))):
-        k, sep, v = part.partition("=")
-        if not sep:
-            raise WorkloadError(f"bad parameter {part!r} in {model!r}; write name=value")
-        params[k.strip()] = v.strip()
-    return m.group(1), params
-
-
-def _refuse_options(model: str, what: str, given: frozenset[str], allowed: tuple[str, ...]) -> None:
-    extra = sorted(given - set(allowed))
-    if extra:
-        takes = f"it takes {', '.join('--' + a for a in allowed)} only" if allowed else "it takes no step options"
-        raise WorkloadError(f"{model} is {what}: {', '.join('--' + e for e in extra)} do not apply; {takes}")
-
-
-def build(model: str, phase: str = "decode", batch: int = 1, context: int = 2048, prompt: int = 512,
-          dtype: str = "bf16", *, given: Any = (), fusion: str = "none", **params: Any) -> WorkloadGraph:
-    """Trace one step of ``model`` into a ``WorkloadGraph``.
-
-    ``model`` is a zoo id (``list_models()``), a zoo id with parameters
-    (``sparsestack[n=65536,d=256,k=4096,s=8]``), a path to a Hugging Face ``config.json``
-    (its ``model_type`` picks the class), or ``"package.module:function"`` returning
-    ``(module, example_inputs)``. LLMs trace ``phase`` (prefill of ``prompt`` tokens or
-    decode of one token after ``context`` cached ones) for ``batch`` sequences; vision
-    models trace one forward of ``batch`` images (phase ``forward``); sketches take
-    ``n, d, k, s`` (see ``workloads.sketches``). LLM options: ``kv="static"`` (serving
-    engines' in-place cache, default) or ``"dynamic"`` (HF DynamicCache's concatenation);
-    ``logits="last"`` (default, as serving engines do) or ``"all"`` positions.
-
-    ``given`` names the step options the caller's user set explicitly (``phase``,
-    ``context``, ...): a model that has no such option (a vision model has no phase or
-    context; ``pkg.mod:fn`` fixes its own inputs) refuses them instead of ignoring them.
-
-    ``fusion`` (``workloads.fusion``): ``none`` (the eager kernel stream), ``compile``
-    (torch.compile's fused kernels) or ``serving`` (a serving engine's kernels).
-    """
-    from .fusion import fuse, policy
-    from .quantkernels import choose
-
-    policy(fusion)  # an unknown policy fails before any tracing
-    prec = parse(dtype, "dtype")
-    fam = choose(prec)  # an unknown or unfit kernel family fails before any tracing too
-    g = fuse(_build(model, phase, batch, context, prompt, prec, frozenset(given), params), fusion)
-    # the kernels a precision runs replace the traced 16-bit ones after fusion: a fused
-    # engine launches the same quantised GEMMs, and a dequantise kernel is never fused away
-    return quantize(g, prec, fam) if not prec.uniform or fam is not None else g
+def llm_max_positions(model: str) -> int | None:
+    """The longest sequence a zoo or config.json LLM allows (its ``max_position_embeddings``)."""
+    name, _ = _parse_id(model)
+    zoo = _zoo()
+    if name in zoo:
+        e = zoo[name]
+        cfg = _make_config(e["model_type"], e["config"])
+    else:
+        values = _read_config(Path(name))
+        model_type = values.pop("model_type")
+        for k in ("architectures", "transformers_version", "torch_dtype", "dtype", "_name_or_path",
+                  "quantization_config", "auto_map"):
+            values.pop(k, None)
+        cfg = _make_config(model_type, values)
+    return getattr(cfg, "max_position_embeddings", None)
 
 
 def _build(model: str, phase: str, batch: int, context: int, prompt: int, prec: Precision, given: frozenset[str],

@@ -15,6 +15,7 @@ import pandas as pd
 from hw_models import catalog
 from hw_models.spec import SystemSpec
 from roofsim.errors import UserError
+from simulator import gc_paused
 
 from . import evaluate as ev
 from .sweep import run_tasks
@@ -203,9 +204,15 @@ def plan(
         build_fn=build_fn,
         simulate_fn=simulate_fn,
     )
+    with gc_paused():  # one collection after the sweep, not one per task (see simulator.gc_paused)
+        return _plan(s, models, tps, contexts, batches, max_batch, batch_limit, workers, dask, progress)
+
+
+def _plan(s: ev.Settings, models: list, tps: list, contexts: list, batches: list, max_batch: bool,
+          batch_limit: int, workers: int, dask: Any, progress: bool) -> pd.DataFrame:
     for m in models:
         # a model that cannot be built at all is bad input; a shape it cannot take is a row
-        ev.graph(s, m, "decode", 1, 1)
+        ev.step(s, m, "decode", 1, 1)
     pairs = [(hw, t) for hw in s.systems for t in tps]
     if max_batch:
         tasks = [

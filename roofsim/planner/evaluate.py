@@ -91,12 +91,60 @@ def graph(s: Settings, model: str, phase: str, batch: int, context: int):
     )
 
 
+def step(s: Settings, model: str, phase: str, batch: int, context: int, tp: int = 1):
+    """The step for the sweep: a ``FamilyPoint`` of the model's parametric family (sharded
+    for ``tp``) when there is one and the defaults build and simulate, else the traced
+    graph (unsharded; ``simulate`` shards it)."""
+    ctx = context if phase == "decode" else 0
+    key = ("point", s.build_fn, s.simulate_fn, model, phase, batch, ctx, s.prompt, s.dtype, s.fusion, tp)
+    if key in _GRAPHS:
+        return _GRAPHS[key]
+    pt = _point(s, model, phase, batch, ctx, tp)
+    if pt is None:
+        return graph(s, model, phase, batch, context)
+    return _remember(_GRAPHS, key, lambda: pt)
+
+
+def _point(s: Settings, model: str, phase: str, batch: int, ctx: int, tp: int):
+    if s.build_fn is not default_build or s.simulate_fn is not default_simulate:
+        return None
+    from workloads import builder
+    from workloads.steps import check_step
+
+    req = builder.llm_request(model, phase, s.dtype, {})
+    if req is None:
+        return None
+    length = ctx if phase == "decode" else s.prompt
+    fam = builder.family(req, s.fusion, 1)
+    if fam is None or not fam.covers(batch, length):
+        return None
+    check_step(phase, batch, ctx, s.prompt, fam.max_positions)  # what build would refuse
+    if tp > 1:
+        from workloads.tensor_parallel import check_degree
+
+        check_degree(fam.arrays.at(batch, length, {}), tp)  # shard's one-line refusal, before any tracing
+        fam = builder.family(req, s.fusion, tp)
+        if fam is None:
+            return None
+    return fam.arrays.at(batch, length, {"batch": batch, "context": ctx, "prompt": s.prompt})
+
+
 def clear_caches() -> None:
     _GRAPHS.clear()
     _PREFILL.clear()
 
 
-def _sim(s: Settings, g, system: SystemSpec, tp: int) -> dict[str, Any]:
+def _sim(s: Settings, model: str, phase: str, batch: int, context: int, system: SystemSpec,
+         tp: int) -> dict[str, Any]:
+    """The summary of one simulated step: from the sharded family point when the step has
+    one (``simulator.simulate_point``, the same model on arrays), else ``simulate_fn``."""
+    from simulator import point_supported, simulate_point
+
+    g = step(s, model, phase, batch, context, tp)
+    if hasattr(g, "fa") and point_supported(g, s.placement):
+        return simulate_point(g, system, launch=s.launch, tp=tp, placement=s.placement).summary()
+    if hasattr(g, "fa"):
+        g = graph(s, model, phase, batch, context)
     return s.simulate_fn(g, system, launch=s.launch, tp=tp, placement=s.placement)
 
 
@@ -131,8 +179,8 @@ def _evaluate(
     s: Settings, row: dict, model: str, hw: str, tp: int, batch: int, context: int
 ) -> dict[str, Any]:
     system = s.systems[hw]
-    dec_g = graph(s, model, "decode", batch, context)
-    pre_g = graph(s, model, "prefill", batch, context)
+    dec_g = step(s, model, "decode", batch, context)
+    pre_g = step(s, model, "prefill", batch, context)
     reasons = []
     if tp > system.num_devices:
         reasons.append(f"tp={tp} exceeds the {system.num_devices} device(s) of {hw}")
@@ -153,10 +201,10 @@ def _evaluate(
     row["fits"] = not reasons
     row["reason"] = "; ".join(reasons)
     if row["fits"]:
-        dec = _sim(s, dec_g, system, tp)
+        dec = _sim(s, model, "decode", batch, context, system, tp)
         key = (s.build_fn, s.simulate_fn, model, s.keys.get(hw, hw), tp, batch, s.prompt, s.dtype, s.launch, s.fusion)
         key += (repr(s.placement),)
-        pre = _remember(_PREFILL, key, lambda: _sim(s, pre_g, system, tp))
+        pre = _remember(_PREFILL, key, lambda: _sim(s, model, "prefill", batch, context, system, tp))
         tpot, ttft = float(dec["step_time_s"]), float(pre["step_time_s"])
         per_replica = batch / tpot
         row.update(
