@@ -128,6 +128,8 @@ class SimResult:
         (``fused`` GEMMs; ``dequantize`` kernels and the ``dequantized`` dense GEMMs after
         them; ``quantize`` kernels for 8-bit activations), its busy seconds, share of the
         step, op count and the bound that dominates it (by time). Empty when unquantised."""
+        if not self.meta.get("quant_kernel"):
+            return {}  # only a kernel family marks ops (workloads.quantize): skip building the table
         df = self.ops
         if "quant_path" not in df.columns or not (df["quant_path"] != "").any():
             return {}

@@ -18,7 +18,7 @@ from tabulate import tabulate
 def main(argv: list[str]) -> int:
     only = set(argv)
     here = Path(__file__).parent
-    rows = []
+    rows, targets = [], []
     for mod in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
         if not mod.name.startswith("bench_") or (only and mod.name not in only):
             continue
@@ -26,8 +26,17 @@ def main(argv: list[str]) -> int:
         print(f"running {mod.name} ...", file=sys.stderr, flush=True)
         for r in importlib.import_module(f"tests.benchmarks.{mod.name}").run():
             rows.append([mod.name.removeprefix("bench_"), r["benchmark"], _num(r["value"]), r["unit"], r.get("note", "")])
+            if "target" in r:
+                targets.append(r)
         print(f"  {mod.name} took {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     print(tabulate(rows, headers=["suite", "benchmark", "value", "unit", "note"]))
+    if targets:
+        # the speed targets with their figure before the work that set them: read the ratio
+        print("\ntargets (ratio > 1: faster than before)")
+        print(tabulate([[r["benchmark"], _num(r["value"]), r["unit"], _num(r["before"]) if r["before"] else "",
+                         f"{r['ratio']:.1f}x" if r["ratio"] else "", r["target"], "yes" if r["met"] else "NO"]
+                        for r in targets],
+                       headers=["benchmark", "value", "unit", "before", "ratio", "target", "met"]))
     return 0
 
 
