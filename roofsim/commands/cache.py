@@ -12,6 +12,8 @@ import json
 
 from tabulate import tabulate
 
+PLURAL = {"family": "families"}
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cache", help="show or clear the graph cache")
@@ -38,7 +40,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(s, indent=2, sort_keys=True))
         return 0
-    kinds = ", ".join(f"{n} {k}" + ("" if n == 1 else "s") for k, n in sorted(s["by_kind"].items())) or "-"
+    kinds = ", ".join(f"{n} {k if n == 1 else PLURAL.get(k, k + 's')}" for k, n in sorted(s["by_kind"].items())) or "-"
     rows = [["folder", f"{s['dir']} ({s['from']})"], ["entries", f"{s['entries']} ({kinds})"],
             ["size", _size(s["bytes"])]]
     print(tabulate(rows, tablefmt="plain"))
