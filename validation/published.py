@@ -55,6 +55,7 @@ MODES: dict[tuple[str, str], tuple[str, str]] = {
     ("sglang", "eager"): ("serving", "eager"),
     ("tensorrt-llm", "cuda-graph"): ("serving", "graph"),
     ("lmdeploy", "*"): ("serving", "graph"),
+    ("tgi", "eager"): ("serving", "eager"),  # TGI before 1.4 had no CUDA graphs
     ("tgi", "*"): ("serving", "graph"),
     ("deepspeed-fastgen", "*"): ("serving", "eager"),
     ("mlc-llm", "*"): ("serving", "graph"),
