@@ -112,11 +112,6 @@ def union_length(starts: np.ndarray, ends: np.ndarray) -> float:
     return float(total + cur_e - cur_s)
 
 
-def step_span(df: pd.DataFrame) -> tuple[float, float]:
-    c = canonical(df)
-    return float(c["start_s"].min()), float(c["end_s"].max())
-
-
 def _link_lanes(resource: Any) -> list[str]:
     if not isinstance(resource, str):
         return []

@@ -153,21 +153,15 @@ def accuracy_section(pvm: pd.DataFrame, out: Path, source: str, system=None) -> 
 
 def frontier_rows(model: str, hardware: list[str], batches: list[int], *, context: int, prompt: int, dtype: str,
                   launch: str, fusion: str = "none") -> pd.DataFrame:
-    """Decode TPOT and tokens/s per hardware over ``batches``: from ``roofsim.planner.plan`` when it is
-    there, else a direct simulate sweep. Columns: hardware, batch, tpot_s, tokens_per_s, fits, reason."""
-    try:
-        from roofsim.planner import plan
-    except ImportError:
-        plan = None
-    if plan is not None:
-        # one device per replica (tp 1): the frontier compares what each machine's device does
-        df = plan(model, hardware, tp=[1], batch=list(batches), context=[context], prompt=prompt, dtype=dtype,
-                  launch=launch, fusion=fusion, progress=False)
-        out = normalize_plan(df)
-        out.attrs["source"] = "roofsim.planner.plan"
-        return out
-    out = _sweep(model, hardware, batches, context=context, prompt=prompt, dtype=dtype, launch=launch)
-    out.attrs["source"] = "simulate sweep"
+    """Decode TPOT and tokens/s per hardware over ``batches``, from ``roofsim.planner.plan``.
+    Columns: hardware, batch, tpot_s, tokens_per_s, fits, reason."""
+    from roofsim.planner import plan
+
+    # one device per replica (tp 1): the frontier compares what each machine's device does
+    df = plan(model, hardware, tp=[1], batch=list(batches), context=[context], prompt=prompt, dtype=dtype,
+              launch=launch, fusion=fusion, progress=False)
+    out = normalize_plan(df)
+    out.attrs["source"] = "roofsim.planner.plan"
     return out
 
 
@@ -194,29 +188,10 @@ def normalize_plan(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fits(graph, system) -> tuple[bool, str]:
-    try:
-        from simulator.footprint import footprint
-    except ImportError:
-        return True, ""
+    from simulator.footprint import footprint
+
     fp = footprint(graph, system)
     return bool(fp.fits), str(fp.reason or "")
-
-
-def _sweep(model, hardware, batches, *, context, prompt, dtype, launch) -> pd.DataFrame:
-    from hw_models.catalog import load
-    from simulator import simulate
-    from workloads import build
-
-    rows = []
-    for b in batches:
-        g = build(model, phase="decode", batch=b, context=context, prompt=prompt, dtype=dtype)
-        for hw in hardware:
-            sysm = load(hw)
-            fits, reason = _fits(g, sysm)
-            r = simulate(g, sysm, launch=launch)
-            rows.append({"hardware": sysm.id, "batch": b, "tpot_s": r.step_time_s, "tokens_per_s": b / r.step_time_s,
-                         "fits": fits, "reason": reason})
-    return pd.DataFrame(rows)
 
 
 def frontier_section(rows: pd.DataFrame, out: Path, model: str, context: int) -> dict[str, Any]:

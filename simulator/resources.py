@@ -102,7 +102,8 @@ class SharedBandwidth:
     def finish(self, job: Job) -> bool:
         """True if ``job`` has ended now; False if contention stretched it (then ``wait``)."""
         if job.end_at >= 0.0:
-            return True
+            # its flows drained early under contention, yet floor or tail may end it after now
+            return job.end_at <= self.env.now + 1e-15
         if not job.solo:
             return False
         solo_of = self.solo_of

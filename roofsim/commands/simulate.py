@@ -61,21 +61,16 @@ def run(args: argparse.Namespace) -> int:
                           prefetch=args.prefetch).validate(system)
     if args.tp > system.num_devices:
         raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
-    try:
-        from workloads import build
-    except ImportError:
-        raise UserError("the workloads package has no 'build' yet; cannot trace models") from None
+    from workloads import build
+
     graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
                   dtype=args.dtype, given=given, fusion=args.fusion)
     from workloads.tensor_parallel import check_degree
 
     check_degree(graph, args.tp)
-    try:
-        from simulator.footprint import check_fits
-    except ImportError:
-        check_fits = None
-    if check_fits is not None:
-        check_fits(graph, system, placement, args.tp)
+    from simulator.footprint import check_fits
+
+    check_fits(graph, system, placement, args.tp)
 
     from simulator import simulate
 

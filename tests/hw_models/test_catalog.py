@@ -158,7 +158,7 @@ def test_dense_figures_only():
         ("lpddr5x-pim", "main.bandwidth", 120e9),
     ],
 )
-def test_key_figures_match_anchors(sid, attr, expected):
+def test_key_figures_match_sources(sid, attr, expected):
     d = catalog.load(sid).device
     if attr.startswith("main."):
         got = getattr(d.main_memory, attr.split(".")[1]).value
@@ -167,15 +167,6 @@ def test_key_figures_match_anchors(sid, attr, expected):
     else:
         got = getattr(d, attr).value
     assert got == pytest.approx(expected, rel=0.005)
-
-
-def test_measured_plateaus_from_anchors():
-    h100 = catalog.load("h100-sxm").device
-    # bf16 8192^3 matmul measured at ~798 TFLOP/s; d2d copy ~3.0 TB/s
-    assert h100.matrix["bf16"].peak.value * h100.matrix["bf16"].efficiency(2 * 8192**3) == pytest.approx(798e12, rel=0.03)
-    assert h100.main_memory.bandwidth.value * h100.main_memory.efficiency(1 << 30) == pytest.approx(3.0e12, rel=0.03)
-    h200 = catalog.load("h200").device
-    assert h200.main_memory.bandwidth.value * h200.main_memory.efficiency(1 << 30) == pytest.approx(4.3e12, rel=0.03)
 
 
 def test_links_and_interconnects():

@@ -9,9 +9,6 @@ import pytest
 
 from roofsim.cli import main
 
-pytest.importorskip("simulator.roofline")
-pytest.importorskip("reports.roofline_plot")
-
 HW = ("h100-sxm",)
 
 

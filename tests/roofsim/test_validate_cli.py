@@ -9,9 +9,6 @@ import pytest
 
 from roofsim.cli import main
 
-pytest.importorskip("simulator.costmodel")
-pytest.importorskip("workloads.tracer")
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

@@ -167,6 +167,25 @@ def test_big_gemm_is_compute_bound_near_measured_rate(h100):
     assert 2 * n**3 / c.time_s == pytest.approx(798e12, rel=0.15)
 
 
+def _copy(nbytes):
+    return Op(id=0, name="aten::copy_", kind="copy", dtype="bf16", reads=[Access("a", nbytes, "activation")],
+              writes=[Access("b", nbytes, "activation")])
+
+
+@pytest.mark.parametrize("hw, op, work, measured, rel", [
+    # docs/sources.md, device table: single-GPU runs of a 1 GiB device-to-device copy
+    # (counting read and write) and of a bf16 8192^3 matmul; H200's matmul spans 769-798
+    ("h100-sxm", _copy(1 << 30), 2 << 30, 3.0e12, 0.03),
+    ("h200", _copy(1 << 30), 2 << 30, 4.3e12, 0.03),
+    ("h100-sxm", mm(m=8192, n=8192, k=8192), 2 * 8192**3, 798e12, 0.05),
+    ("h200", mm(m=8192, n=8192, k=8192), 2 * 8192**3, 783.5e12, 0.05),
+])
+def test_the_cost_model_reproduces_measured_plateaus(hw, op, work, measured, rel):
+    # the whole op through the model (efficiency curves at the op's size, tiles, overlap,
+    # kernel latency), not the catalog's peak x efficiency
+    assert work / op_cost(op, load(hw)).time_s == pytest.approx(measured, rel=rel)
+
+
 def test_wave_quantisation_visible_in_op_cost(h100):
     one_tile = h100.model_copy(deep=True)
     one_tile.device.tiles.shapes = [(128, 128)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import simpy
 from sim_helpers import h100, make_graph, stub_costs
@@ -55,16 +53,20 @@ def test_views_cost_the_host_nothing():
 
 def test_two_streams_share_one_memory():
     # two ops on different streams, each moving 1 MB at 1 GB/s (1 ms alone) through the
-    # same resource at the same time: processor sharing makes both take 2 ms
+    # same resource. Op 1 is issued one graph node (c) after op 0, so op 0 runs alone for c,
+    # then both at half rate: op 0 ends after 2 ms - c, and op 1, with c left, alone again,
+    # 2 ms - c after its own start. Together they take exactly the 2 ms of their bytes.
+    h = h100().host
+    c, t0 = h.graph_node_cost.value, h.graph_launch.value + h.graph_node_cost.value
     d = [("dev0.hbm", 1e6, 1e9)]
     r = sim([{"dur": 0.0, "demands": d, "stream": 0, "reads": []},
              {"dur": 0.0, "demands": d, "stream": 1, "reads": []}], launch="graph")
     df = r.to_pandas()
-    # second op is issued one node cost later, so they overlap for almost all of it
-    assert df["duration_s"].iloc[0] > 1.9e-3
-    assert df["end_s"].max() - df["start_s"].min() == pytest.approx(2e-3, rel=1e-3)
-    assert (df["resource"] == "dev0.hbm").all()
-    assert r.summary()["time_by_bound"]["memory"] > 1.9e-3
+    assert df["start_s"].tolist() == pytest.approx([t0, t0 + c], rel=1e-9)
+    assert df["duration_s"].tolist() == pytest.approx([2e-3 - c, 2e-3 - c], rel=1e-9)
+    assert r.step_time_s == pytest.approx(t0 + 2e-3, rel=1e-9)
+    # the main stream: waiting to be issued, then memory-bound, then op 1 on the other stream
+    assert r.summary()["time_by_bound"] == pytest.approx({"host": t0, "memory": 2e-3 - c, "other": c}, rel=1e-6)
 
 
 def test_link_directions_do_not_share():
@@ -76,10 +78,13 @@ def test_link_directions_do_not_share():
 
 def test_cross_stream_dependency_waits():
     # op 1 on stream 1 reads op 0's output: it cannot start before op 0 ends
+    # (issued one dispatch after op 0, long before op 0 ends)
+    disp = h100().host.dispatch_overhead.value
     r = sim([{"dur": 1e-3, "stream": 0, "reads": []}, {"dur": 1e-3, "stream": 1, "reads": ["t0"]}])
     df = r.to_pandas()
+    assert df["issue_s"].iloc[1] == pytest.approx(2 * disp)
     assert df["start_s"].iloc[1] == pytest.approx(df["end_s"].iloc[0])
-    assert r.summary()["engine"] == "simpy"
+    assert df["end_s"].tolist() == pytest.approx([disp + 1e-3, disp + 2e-3], rel=1e-9)
 
 
 def test_processor_sharing_staggered_and_single_wakeup():
@@ -103,21 +108,29 @@ def test_processor_sharing_staggered_and_single_wakeup():
     assert ends[1] == pytest.approx(4.0)
 
 
-def test_contention_never_beats_uncontended():
+def test_a_job_ends_at_its_floor_or_its_last_flow_plus_tail():
     env = simpy.Environment()
     bw = SharedBandwidth(env, ["a", "b"])
     ends = {}
 
-    def job(key, res, work, floor, tail):
+    def job(key, delay, res, work, floor, tail):
+        yield env.timeout(delay)
         job = yield bw.start(res, work, floor, tail)
         if not bw.finish(job):
             yield bw.wait(job)
         ends[key] = env.now
 
-    env.process(job(0, [0, 1], [1.0, 0.5], 1.5, 0.5))
-    env.process(job(1, [1], [0.5], 0.5, 0.0))
+    env.process(job(0, 0.0, [0, 1], [0.8, 0.5], 1.2, 0.5))
+    env.process(job(1, 0.0, [1], [0.5], 0.5, 0.0))
+    env.process(job(2, 2.0, [0], [0.3], 1.0, 0.2))
     env.run()
-    assert ends[0] >= 1.5 and ends[1] >= 0.5
+    # jobs 0 and 1 share b at half rate, so both b flows drain at 1.0 (job 0's flow on a,
+    # alone, at 0.8): job 0 ends at max(floor 1.2, 1.0 + tail 0.5) = 1.5, and job 1,
+    # 0.5 alone, is stretched to 1.0
+    assert ends[0] == pytest.approx(1.5)
+    assert ends[1] == pytest.approx(1.0)
+    # job 2 runs alone from 2.0: its floor (1.0) outlasts its flow and tail (0.5)
+    assert ends[2] == pytest.approx(3.0)
 
 
 def test_prefetch_overlaps_far_tier_copies_with_compute():
@@ -155,16 +168,29 @@ def test_tp_beyond_devices_is_refused():
         sim([{"dur": 1e-6}], tp=16)
 
 
-def test_result_frame_and_summary_keys():
+def test_result_frame_and_summary_values_by_hand():
+    # two ops of 1 and 2 us behind 12 us of eager dispatch each: op i is issued and starts
+    # at (i + 1) x dispatch; each writes 64 B and op 1 reads op 0's 64 B; one bf16 FLOP each
+    sys_ = h100()
+    disp = sys_.host.dispatch_overhead.value
     r = sim([{"dur": 1e-6}, {"dur": 2e-6}])
-    s = r.summary()
-    for k in ("model", "hardware", "phase", "batch", "context", "dtype", "launch", "tp", "step_time_s", "flops",
-              "bytes", "memory_floor_s", "compute_floor_s", "host_time_s", "device_busy_s", "kernels", "bottleneck",
-              "time_by_bound"):
-        assert k in s
     df = r.to_pandas()
-    assert list(df["id"]) == [0, 1]
-    assert math.isclose(s["device_busy_s"], 3e-6, rel_tol=1e-9)
+    assert df["start_s"].tolist() == pytest.approx([disp, 2 * disp], rel=1e-9)
+    assert df["end_s"].tolist() == pytest.approx([disp + 1e-6, 2 * disp + 2e-6], rel=1e-9)
+    s = r.summary()
+    step = 2 * disp + 2e-6
+    assert {k: s[k] for k in ("model", "hardware", "phase", "batch", "context", "dtype", "launch", "tp")} == {
+        "model": "toy", "hardware": "h100-sxm", "phase": "decode", "batch": 1, "context": 8, "dtype": "bf16",
+        "launch": "eager", "tp": 1}
+    assert s["step_time_s"] == pytest.approx(step, rel=1e-9)
+    assert s["host_time_s"] == pytest.approx(2 * disp, rel=1e-9)
+    assert s["device_busy_s"] == pytest.approx(3e-6, rel=1e-9)
+    assert (s["kernels"], s["flops"], s["bytes"]) == (2, 2.0, 192.0)
+    assert s["memory_floor_s"] == pytest.approx(192 / sys_.device.main_memory.bandwidth.value, rel=1e-9)
+    assert s["compute_floor_s"] == pytest.approx(2 / sys_.device.matrix["bf16"].peak.value, rel=1e-9)
+    assert s["tokens_per_s"] == pytest.approx(1 / step, rel=1e-9)
+    assert s["bottleneck"] == "host/launch"
+    assert s["time_by_bound"] == pytest.approx({"compute": 3e-6, "host": step - 3e-6}, rel=1e-9)
 
 
 def test_prefetch_writes_new_kv_back_over_the_other_direction():

@@ -11,6 +11,7 @@ from sim_helpers import h100, make_graph, stub_costs
 from simulator import simulate
 from simulator.engine import build_plan, run_simpy
 from simulator.fastpath import chain_times, run_fast
+from workloads import build
 
 _op = st.fixed_dictionaries({
     "dur": st.floats(0.0, 5e-5, allow_nan=False),
@@ -61,14 +62,6 @@ def test_auto_picks_fast_only_when_exact():
 
 
 def test_fast_path_equals_simpy_on_a_traced_model():
-    from hw_models import catalog
-
-    if "h100-sxm" not in catalog.list_systems():
-        pytest.skip("no h100-sxm")
-    try:
-        from workloads import build
-    except ImportError:
-        pytest.skip("workloads.build not available yet")
     g = build("qwen2.5-0.5b", phase="decode", batch=1, context=256)
     for launch in ("eager", "graph"):
         a = simulate(g, "h100-sxm", launch=launch, engine="fast")

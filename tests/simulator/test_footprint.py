@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from hw_models import catalog
 from simulator.footprint import DoesNotFit, FootprintError, check_fits, footprint, peak_activation_bytes
+from workloads import build
 from workloads.graph import WorkloadGraph
 from workloads.op import Access, Op
 
@@ -174,16 +175,7 @@ def test_more_devices_never_need_more(h100, cfg70, batch, context, tp):
     )
 
 
-def _real_build():
-    try:
-        from workloads import build
-    except ImportError:
-        pytest.skip("workloads.build not available yet")
-    return build
-
-
 def test_real_llama70b_build_matches_hand_count(h100, cfg70):
-    build = _real_build()
     g = build("llama-3.1-70b", phase="decode", batch=2, context=4096, dtype="bf16")
     for tp in (1, 2, 4, 8):
         hbm = footprint(g, h100, tp=tp).tiers["hbm"]

@@ -1,8 +1,7 @@
 """Scenarios the simulator must get right in direction and rough size (issue 3).
 
 Each test states why the answer must come out that way. They run the real tracer
-(``workloads.build``), the real cost model and catalog systems; a missing provider
-or system skips with the reason.
+(``workloads.build``), the real cost model and catalog systems.
 """
 
 from __future__ import annotations
@@ -15,26 +14,17 @@ from hw_models import catalog, physics
 from simulator import simulate
 from simulator.params import Params
 from simulator.placement import Placement
+from workloads import build
 from workloads.graph import WorkloadGraph
 from workloads.op import Access, Op
 
 MODEL = "mistral-7b"  # a 7B-class model
 
 
-def _need(*systems):
-    missing = [s for s in systems if s not in catalog.list_systems()]
-    if missing:
-        pytest.skip(f"catalog systems not there yet: {', '.join(missing)}")
-
-
 _GRAPHS: dict = {}
 
 
 def graph(model=MODEL, **kw):
-    try:
-        from workloads import build
-    except ImportError:
-        pytest.skip("workloads.build not available yet")
     key = (model, tuple(sorted(kw.items())))
     if key not in _GRAPHS:
         _GRAPHS[key] = build(model, **kw)
@@ -46,7 +36,6 @@ def test_fast_gpu_sits_further_above_its_memory_floor_and_gains_more_from_graphs
     # the host can dispatch the next, so more of its step is idle time above the memory
     # floor; a slow GPU's kernels outlast dispatch and hide it. Graph replay removes the
     # dispatch cost, so it helps the fast GPU much more (docs/sources.md: 1.2-3x vs near 1x).
-    _need("h100-sxm", "a100-80gb", "l4")
     g = graph(phase="decode", batch=1, context=2048)
     above, gain = {}, {}
     for hw in ("h100-sxm", "a100-80gb", "l4"):
@@ -63,7 +52,6 @@ def test_prefill_is_compute_bound_and_decode_memory_bound():
     # Prefill multiplies every weight by 2048 tokens (intensity ~ thousands of FLOP/byte,
     # far above the ridge); decode multiplies it by one token (~1 FLOP/byte). Graph
     # replay keeps launch overhead from masking the device-side bound.
-    _need("h100-sxm")
     pre = simulate(graph(phase="prefill", batch=1, prompt=2048), "h100-sxm", launch="graph").summary()
     dec = simulate(graph(phase="decode", batch=1, context=2048), "h100-sxm", launch="graph").summary()
     assert pre["bottleneck"] == "compute"
@@ -76,7 +64,6 @@ def test_decode_throughput_grows_with_batch_until_compute_binds():
     # Weights are read once per step whatever the batch, so tokens/s grows ~linearly while
     # memory binds; once the GEMMs' intensity passes the ridge compute binds and adding
     # sequences stops paying. Short context keeps KV reads from dominating.
-    _need("h100-sxm")
     batches = (1, 16, 64, 256, 1024, 2048)
     res = [simulate(graph(phase="decode", batch=b, context=128), "h100-sxm", launch="graph").summary()
            for b in batches]
@@ -93,7 +80,6 @@ def test_kv_in_cxl_vs_host_changes_step_time_as_the_link_model_says():
     # trip per op, PCIe DMA ~2 us of setup. With the KV cache far away, each attention op
     # is bound by its KV bytes over the link, so the step difference must equal the sum of
     # link-time differences (latency + wire bytes / rate) over the ops that touch the KV cache.
-    _need("h100-sxm-cxl")
     sys_ = catalog.load("h100-sxm-cxl")
     g = graph(phase="decode", batch=1, context=2048)
     t = {kv: simulate(g, sys_, placement=Placement(kv_cache=kv), launch="graph").step_time_s for kv in ("host", "cxl")}
@@ -148,7 +134,6 @@ def test_sparse_topk_kv_over_cacheline_cxl_beats_bulk_prefix_transfer():
     # Sparse attention needs 2k of 32k cached tokens. A bulk DMA link cannot fetch
     # scattered rows cheaply (one DMA per row pays ~2 us each), so the runtime moves the
     # whole prefix: 16x the bytes. Cache-line CXL loads just the needed rows on demand.
-    _need("h100-sxm-cxl")
     sys_ = catalog.load("h100-sxm-cxl")
     row = 2 * 8 * 128 * 2  # K and V, 8 KV heads x 128 dims, bf16
     sparse = simulate(_topk_graph(32768, 2048, row, bulk=False), sys_, placement=Placement(kv_cache="cxl"))
@@ -165,7 +150,6 @@ def test_pim_wins_batch1_decode_and_loses_the_edge_as_batch_grows(hw):
     # the banks' internal bandwidth (several x the external bus). As batch grows the
     # projections turn into GEMMs (past PIM_GEMV_MAX_M rows they leave PIM) whose
     # intensity the host device serves better, so the PIM placement's advantage vanishes.
-    _need(hw)
     ratios = []
     for b in (1, 4, 16, 64):
         g = graph(phase="decode", batch=b, context=2048)
@@ -185,12 +169,7 @@ def test_more_nonzeros_per_column_slows_a_sketch_through_contention(few, many):
     # Applying a sparse sketch scatters s updates per input entry into k output rows: more
     # nonzeros per column (CountSketch has one, SparseStack s) means more atomic updates on
     # the same k x d targets, so more same-address collisions; FLOPs stay negligible.
-    try:
-        a_g, b_g = graph(few), graph(many)
-    except Exception as e:  # provider not there yet
-        if getattr(e, "user_facing", False) or isinstance(e, ImportError):
-            pytest.skip(f"workloads cannot build sketches yet: {e}")
-        raise
+    a_g, b_g = graph(few), graph(many)
     a = simulate(a_g, "h100-sxm", launch="graph").summary()
     b = simulate(b_g, "h100-sxm", launch="graph").summary()
     assert b["step_time_s"] > 1.5 * a["step_time_s"]
@@ -203,7 +182,6 @@ def test_tensor_parallel_collective_time_grows_with_degree():
     # Each layer all-reduces its hidden state twice; a ring all-reduce over n devices takes
     # 2(n-1) latency steps and moves 2(n-1)/n of the message, both growing with n, while
     # per-device weight bytes shrink as 1/n.
-    _need("h100-sxm")
     g = graph(phase="decode", batch=1, context=2048)
     coll, floor = [], []
     for tp in (2, 4, 8):
@@ -232,7 +210,6 @@ def test_more_nonzeros_per_column_slows_a_hand_built_sketch_through_atomics():
     # Same mechanism as the zoo sketches, built by hand so it runs without them: s
     # nonzeros per column means s x more atomic adds onto the same k x d cells, so each
     # cell takes s x more serialised updates; the step grows with s and atomics bind.
-    _need("h100-sxm")
     times = [simulate(_sketch_graph(65536, 256, 4096, s), "h100-sxm", launch="graph") for s in (1, 2, 4, 8)]
     steps = [r.step_time_s for r in times]
     assert all(b > a for a, b in zip(steps, steps[1:], strict=False))

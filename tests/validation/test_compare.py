@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from validation.compare import error_summary, error_table
 from validation.holdout import family_key, held_out
+
+DATA = Path(__file__).resolve().parents[2] / "validation" / "data"
 
 
 def _frame(meas, pred, kinds, fams=None):
@@ -48,13 +51,32 @@ def _row(family="matmul", op="mm", dtype="fp32", flops=1e6, nbytes=1e5, params="
     return {"family": family, "op": op, "dtype": dtype, "flops": flops, "bytes": nbytes, "params": params}
 
 
-@given(st.sampled_from(["matmul", "elementwise", "norm", "attention"]), st.floats(1.0, 1e12))
-def test_split_is_deterministic_and_whole_model_steps_always_held_out(family, size):
-    r = _row(family, flops=size, nbytes=size)
-    assert held_out(r) == held_out(dict(r))
+#: SHA-256 of "<family>/mm/fp32" read as an integer, mod 3: worked out once by hand, so a
+#: changed hash (Python's salted ``hash``, another digest) that would reshuffle every
+#: committed dataset's split fails here
+OFFSET = {"matmul": 1, "elementwise": 2, "norm": 0, "attention": 0}
+
+
+@given(st.sampled_from(sorted(OFFSET)), st.floats(1.0, 1e12))
+def test_split_is_the_documented_band_rule_and_whole_model_steps_always_held_out(family, size):
+    # a kernel row is held out when its half-decade band of work is the op's offset mod 3
+    band = math.floor(2 * math.log10(size))
+    assert held_out(_row(family, flops=size, nbytes=size)) == (band % 3 == OFFSET[family])
     assert held_out(_row("model", params='{"model": "gpt2"}'))
     assert not held_out(_row("framework", params='{"model": "gpt2"}'))
     assert not held_out(_row("dispatch"))
+
+
+@pytest.mark.parametrize("name", ["cpu-vm-20261129", "vidur-a100", "vidur-a40", "vidur-h100"])
+def test_split_matches_the_one_committed_with_each_dataset(name):
+    # each dataset's predictions.csv was written on another machine, in another process, by
+    # an earlier run: the split must come out the same here, row for row
+    d = DATA / name
+    rows = pd.read_csv(d / "measurements.csv").drop_duplicates("case_id")
+    committed = pd.read_csv(d / "predictions.csv").set_index("case_id")["held_out"]
+    sides = {r["case_id"]: held_out(r) for r in rows.to_dict("records")}
+    assert len(committed) > 300 and 0 < committed.sum() < len(committed)
+    assert {c: sides[c] for c in committed.index} == committed.to_dict()
 
 
 def test_neighbours_share_a_family_so_they_share_a_side():

@@ -13,6 +13,7 @@ import pytest
 from validation.harness import Case, Store, StoreError, cases, read_csv, run
 from validation.harness.run import DeviceError, check_device
 from validation.harness.store import COLUMNS
+from workloads.tracer import trace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,12 +141,11 @@ def test_harness_cli_exit_2_for_missing_gpu(tmp_path):
 
 
 def test_work_matches_tracer_for_single_op_cases():
-    tracer = pytest.importorskip("workloads.tracer")
     for c in cases("tiny", "cpu"):
         if c.family not in ("matmul", "gemv", "elementwise", "bandwidth"):
             continue
         module, args, _ = c.module("meta")
-        g = tracer.trace(module, args)
+        g = trace(module, args)
         ops = [op for op in g.ops if op.launches > 0]
         assert len(ops) == 1, c.id
         assert ops[0].total_flops == pytest.approx(c.work()["flops"], rel=0.01), c.id
