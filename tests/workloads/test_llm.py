@@ -76,11 +76,20 @@ TINY_OTHERS = {
     "mixtral": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
                 "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
                 "num_experts_per_tok": 2},
+    # MLA attention, two dense layers before the MoE ones: layer 2 is the one replicated
+    "deepseek_v3": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+                    "num_hidden_layers": 5, "num_attention_heads": 4, "num_key_value_heads": 4,
+                    "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 2,
+                    "topk_group": 1, "first_k_dense_replace": 2, "kv_lora_rank": 16, "q_lora_rank": 24,
+                    "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 16},
+    "qwen3_moe": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+                  "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                  "num_experts": 8, "num_experts_per_tok": 2},
 }
 
 
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
-@pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral"])
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral", "deepseek_v3", "qwen3_moe"])
 def test_replicated_layers_equal_full_trace(phase, model_type):
     values = TINY_OTHERS.get(model_type) or {k: v for k, v in TINY.items() if k != "model_type"}
     cfg = _make_config(model_type, values)
@@ -159,6 +168,22 @@ def test_mixtral_moe_op():
     assert op.attrs["tokens"] == 1 and op.attrs["top_k"] == 2
     # no expert matmuls ran: the only matrix ops are attention projections and lm_head
     assert not any("experts" in o.module for o in g.ops if o.kind != "moe")
+
+
+@pytest.mark.parametrize("model,params,moe_layers", [
+    # published totals: 405B (Llama 3.1 model card), 671B (DeepSeek-V3 report, without the
+    # 14B MTP module), 30.5B (Qwen3-30B-A3B model card)
+    ("llama-3.1-405b", 405e9, 0), ("deepseek-v3", 671e9, 58), ("qwen3-30b-a3b", 30.5e9, 48),
+])
+def test_scale_out_zoo_models(model, params, moe_layers):
+    g = build(model, "decode", batch=2, context=64)
+    c = g.meta["config"]
+    assert c["params"] == pytest.approx(params, rel=0.03)
+    moe = [op for op in g.ops if op.kind == "moe"]
+    assert len(moe) == moe_layers
+    assert len([op for op in g.ops if op.kind == "attention"]) == c["num_layers"]
+    if moe_layers:
+        assert moe[0].attrs["top_k"] == 8 and moe[0].attrs["num_experts"] == c["num_experts"]
 
 
 def test_olmoe_moe_expectation_grows_with_batch():
