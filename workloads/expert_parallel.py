@@ -12,7 +12,9 @@ the ``ep`` ranks, ``E / ep`` experts each:
 * **experts**: the ``ep`` ranks' ``ep·T`` tokens pick ``k`` of ``E`` experts; a rank holds
   ``E/ep`` and reads, on average, the weights of ``E/ep · (1-(1-k/E)^(ep·T))`` of them
   (the tracer's uniform-routing expectation, ``rules.expected_unique_experts``, over the
-  whole group). On average it runs ``ep·T·k / ep = T·k`` token-expert pairs; routing is
+  whole group). A degree that does not divide ``E`` gives each rank ``ceil(E/ep)`` slots,
+  the spare ones holding redundant copies of hot experts (DeepSeek-V3 serves 256 experts
+  plus 32 redundant ones on EP72/EP144, its inference-system overview says). On average it runs ``ep·T·k / ep = T·k`` token-expert pairs; routing is
   never even, and the busiest rank sets the pace, so expert FLOPs are multiplied by
   ``imbalance`` (max over mean rank load; default in ``simulator/scaleout.yaml``).
 * **combine** (an ``all_to_all`` after it): the expert outputs return, the same bytes.
@@ -49,8 +51,9 @@ def check_degree(graph: WorkloadGraph, ep: int) -> None:
         raise ExpertParallelError(f"--ep {ep}: {graph.meta.get('model', 'this model')} has no mixture-of-experts "
                                   "layers; expert parallelism needs a MoE model (--ep 1 for a dense one)")
     e = int(moe[0].attrs["num_experts"])
-    if e % ep:
-        raise ExpertParallelError(f"--ep {ep} must divide the {e} experts of {graph.meta.get('model', 'this model')}")
+    if ep > e:
+        raise ExpertParallelError(f"--ep {ep} exceeds the {e} experts of {graph.meta.get('model', 'this model')}; "
+                                  f"allowed: 1..{e}")
 
 
 def dispatch_bytes(op: Op, elem_bytes: int = 2) -> int:
@@ -89,13 +92,14 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
         a = op.attrs
         e, k, tokens = int(a["num_experts"]), int(a["top_k"]), int(a["tokens"])
         old = float(a["expected_experts"])
-        local = (e / ep) * (1.0 - (1.0 - k / e) ** (tokens * ep))
+        held = -(-e // ep)  # a degree that does not divide E fills the spare slots with redundant copies
+        local = held * (1.0 - (1.0 - k / e) ** (tokens * ep))
         for acc in op.reads:
             if acc.role == "weight" and "experts" in acc.tensor:
                 acc.bytes = int(round(acc.bytes * local / old)) if old > 0 else acc.bytes
         router = float(a.get("router_flops") or 0.0)
         op.flops = {d: router + (f - router) * imbalance for d, f in op.flops.items()}
-        a.update(expected_experts=local, local_experts=e // ep, ep=ep, ep_imbalance=imbalance,
+        a.update(expected_experts=local, local_experts=held, ep=ep, ep_imbalance=imbalance,
                  group_expected_experts=expected_unique_experts(e, k, tokens * ep))
         h_in = next((x.tensor for x in op.reads if x.role == "activation"), f"moe_in@{op.id}")
         d = a2a(src, h_in, "dispatch")

@@ -220,6 +220,10 @@ def build_llm(cfg: Any, *, phase: str, batch: int, context: int, prompt: int, dt
         model_1 = _instantiate(_with_layers(cfg, first + 1), spec.torch_dtype, True) if uniform else None
         full = functools.partial(_instantiate, cfg, spec.torch_dtype, True)
     ops, sizes = _trace_llm(model_1, full, cfg, phase, batch, context, prompt, opts)
+    from . import mla
+
+    if mla.applies(cfg, phase):
+        ops = mla.absorb(ops, cfg)
     # the cache as the precision stores it (the trace holds it in the float dtype)
     kv_ratio = FORMAT_BYTES[prec.kv_cache] / FORMAT_BYTES[prec.float_dtype]
     meta = {**meta, "phase": phase, "config": info, **opts, "weight_bytes": weight_bytes(ops, sizes, prec, fam),

@@ -142,8 +142,8 @@ CASES = [
      "--pp 13 exceeds the 12 layers of the model", ()),
     ("simulate-ep-dense-model", "simulate gpt2 --hardware h100-sxm --context 64 --ep 2 --batch 2", 2,
      "--ep 2: gpt2 has no mixture-of-experts layers", ()),
-    ("simulate-ep-not-dividing-experts", "simulate mixtral-8x7b --hardware h100-sxm --context 64 --ep 3 --batch 3", 2,
-     "--ep 3 must divide the 8 experts", ()),
+    ("simulate-ep-more-than-experts", "simulate mixtral-8x7b --hardware h100-sxm --context 64 --nodes 2 --ep 16 "
+     "--batch 16", 2, "--ep 16 exceeds the 8 experts of mixtral-8x7b; allowed: 1..8", ()),
     ("simulate-layout-exceeds-devices", "simulate llama-3.1-8b --hardware h100-sxm --context 64 --nodes 2 --tp 8 --pp 4 "
      "--batch 4", 2, "--tp 8 x --ep 1 x --pp 4 = 32 devices exceeds the 16", ()),
     ("simulate-nodes-zero", "simulate gpt2 --hardware h100-sxm --context 64 --nodes 0", 2, "--nodes must be a positive", ()),

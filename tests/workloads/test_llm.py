@@ -226,3 +226,22 @@ def test_dynamic_cache_and_all_logits_options(tiny_json):
     with pytest.raises(WorkloadError, match="kv"):
         build(tiny_json, kv="paged")
     assert build("llama-3.1-8b[kv=dynamic]", context=16).meta["kv"] == "dynamic"
+
+
+def test_deepseek_decode_attends_over_the_latent():
+    B, L = 4, 1024
+    g = build("deepseek-v3", "decode", batch=B, context=L)
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert len(att) == 61 and all(op.name == "mla::latent_attention" for op in att)
+    op = att[0]
+    h, r, rope = 128, 512, 64
+    # scores against the 576-wide latent+rope key and the 512-wide latent value, every head
+    assert op.total_flops == pytest.approx(2 * B * h * (L + 1) * (2 * r + rope))
+    # the cache is read once for all heads: latent and rope key of L+1 positions per sequence
+    assert op.bytes_by_role()["kv_cache"] == B * (L + 1) * (r + rope) * 2
+    # no GEMM decompresses the cache: every kv_b_proj op is an absorption over the new tokens only
+    kvb = [o for o in g.ops if o.module.endswith("kv_b_proj") and o.kind == "matmul"]
+    assert {o.name for o in kvb} == {"mla::q_absorb", "mla::v_absorb"}
+    assert all(o.attrs["m"] == B for o in kvb)
+    pre = build("deepseek-v3", "prefill", batch=1, prompt=64)
+    assert not any(o.name.startswith("mla::") for o in pre.ops)  # prefill keeps the traced form
