@@ -129,7 +129,8 @@ def layout(system, tp: int = 1, pp: int = 1, ep: int = 1, num_layers: int | None
     if lay.world > have:
         raise ScaleOutError(f"--tp {tp} x --ep {ep} x --pp {pp} = {lay.world} devices exceeds the {have} of "
                             f"{system.nodes} node(s) x {system.num_devices} device(s) of {system.id!r}; "
-                            "raise --nodes or lower the degrees")
+                            + ("raise --nodes or lower the degrees" if system.network is not None
+                               else "lower the degrees (the system has no inter-node network for --nodes)"))
     g = lay.tp * lay.ep
     if g > lay.per_node and g % lay.per_node:
         raise ScaleOutError(f"--tp {tp} x --ep {ep} = {g} devices spans nodes of {lay.per_node} devices unevenly; "
