@@ -221,3 +221,50 @@ def collective_time(kind: str, nbytes: float, n: int, rate: float, latency: floa
         if t < best:
             best, which = t, a
     return (0.0 if best == math.inf else best), which
+
+
+def hierarchical_collective(kind: str, nbytes: float, per_node: int, nodes: int,
+                            intra: tuple[float, float], inter: tuple[float, float]) -> dict[str, float]:
+    """A collective over ``per_node`` ranks in each of ``nodes`` nodes, run as NCCL runs it
+    on rail-optimised clusters (one NIC per GPU): inside the nodes on the device fabric,
+    across them on each rank's own NIC. ``intra``/``inter``: (sustained rate B/s, latency
+    per step s) of the two levels. ``nbytes``: the message as in ``collective_terms``
+    (all_reduce: the buffer; all_gather: the gathered output; all_to_all: what one rank
+    sends in all, spread evenly over every rank).
+
+    * all_reduce: reduce-scatter in the node (ring over ``g``), all-reduce of each rank's
+      ``1/g`` shard across nodes (ring over ``N``, the ``g`` rails in parallel), then
+      all-gather in the node.
+    * all_gather / reduce_scatter: the cross-node ring over each rank's ``1/g`` column,
+      then (before, for reduce_scatter) the in-node ring over the whole.
+    * all_to_all: a rank's bytes for the other nodes, ``(N-1)/N``, leave on its NIC while
+      those for its node's peers, ``(g-1)/(gN)``, cross the fabric at the same time.
+
+    Returns seconds per level (``intra_s``, ``inter_s``), wire bytes one rank moves on
+    each (``intra_bytes``, ``inter_bytes``) and the total ``time_s``.
+    """
+    k = collective_kind(kind)
+    g, n = int(per_node), int(nodes)
+    (ri, li), (rx, lx) = intra, inter
+    ib = xb = 0.0
+    si = sx = 0
+    if k == "all_reduce":
+        ib, si = 2.0 * (g - 1) / g * nbytes, 2 * (g - 1)
+        xb, sx = 2.0 * (n - 1) / n * nbytes / g, 2 * (n - 1)
+    elif k in ("all_gather", "reduce_scatter"):
+        ib, si = (g - 1) / g * nbytes, g - 1
+        xb, sx = (n - 1) / n * nbytes / g, n - 1
+    elif k == "all_to_all":
+        ib, si = (g - 1) / (g * n) * nbytes, 1 if g > 1 else 0
+        xb, sx = (n - 1) / n * nbytes, 1 if n > 1 else 0
+    elif k == "send_recv":
+        xb, sx = (nbytes, 1) if n > 1 else (0.0, 0)
+        ib, si = (nbytes, 1) if n == 1 and g > 1 else (0.0, 0)
+    else:  # broadcast: the pipelined ring crosses the nodes once and each node's ring once
+        ib, si = (nbytes, g - 1) if g > 1 else (0.0, 0)
+        xb, sx = (nbytes, n - 1) if n > 1 else (0.0, 0)
+    intra_s = (si * li + ib / ri) if ib > 0 else 0.0
+    inter_s = (sx * lx + xb / rx) if xb > 0 else 0.0
+    # all_to_all drives both levels at once; the others run their phases one after another
+    total = max(intra_s, inter_s) if k == "all_to_all" else intra_s + inter_s
+    return {"time_s": total, "intra_s": intra_s, "inter_s": inter_s, "intra_bytes": ib, "inter_bytes": xb}

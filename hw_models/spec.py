@@ -407,6 +407,12 @@ class SystemSpec(_Strict):
     #: device-to-device fabric used for tensor-parallel collectives
     interconnect: LinkSpec | None = None
     tiers: list[TierSpec] = []
+    #: identical nodes of ``num_devices`` devices each (a cluster); ``--nodes`` sets it
+    nodes: int = Field(1, ge=1, le=100_000)
+    #: the inter-node network as one device sees it: its own NIC (rail-optimised
+    #: InfiniBand / RoCE, one NIC per GPU), per direction. Collectives spanning nodes run
+    #: hierarchically: inside a node on ``interconnect``, across nodes on this.
+    network: LinkSpec | None = None
 
     @model_validator(mode="after")
     def _fabric(self) -> SystemSpec:
@@ -421,6 +427,10 @@ class SystemSpec(_Strict):
         if dup:
             raise ValueError(f"tier name {sorted(dup)[0]!r} used twice")
         return self
+
+    @property
+    def total_devices(self) -> int:
+        return self.num_devices * self.nodes
 
     def tier(self, name: str) -> TierSpec:
         for t in self.tiers:

@@ -22,7 +22,16 @@ metric                     prediction
 ``requests_per_s``         ``B / e2e``
 =========================  =========================================================
 
-A figure "per GPU" is multiplied by the GPUs it ran on (TP x PP). Quantized cases run
+Pipeline- and expert-parallel cases (``pp`` or ``ep`` > 1, issue 16) run the same
+formulas on ``simulator.scaleout``: the layout ``tp x ep x pp`` on as many nodes of the
+system as it needs, ``M`` micro-batches (one per stage, fewer when the batch cannot be
+cut that finely), each EP rank running attention for ``batch / ep`` sequences (a batch
+``ep`` does not divide is read per rank, the DP-attention convention of the SGLang EP
+rows). Rates (``*_per_s``) use the interval the pipeline sustains when a serving engine
+overlaps consecutive steps (``steady_step_s``); latencies the time one batch takes
+through it (``step_time_s``). Figures "per node" are divided by the nodes used.
+
+A figure "per GPU" is multiplied by the GPUs it ran on (TP x PP x EP). Quantized cases run
 the precision and kernel family their ``precision`` and ``quant_kernel`` columns name
 (``validation.quantcases``: int8/int4 weight-only, fp8 W8A8 with or without an fp8 KV
 cache, Marlin, ExLlama, bitsandbytes). Cases without a fixed batch (variable-length
@@ -69,6 +78,8 @@ MODES: dict[tuple[str, str], tuple[str, str]] = {
     ("llm-awq", "*"): ("serving", "eager"),
     ("tinychat", "*"): ("serving", "eager"),
     ("nim", "*"): ("serving", "graph"),
+    # DeepSeek's own inference system (fused serving kernels; decode captured as graphs)
+    ("deepseek-internal", "*"): ("serving", "graph"),
 }
 
 #: published model ids -> roofsim zoo ids (architecture twins share an id)
@@ -88,6 +99,11 @@ MODELS = {
     "TheBloke/Llama-2-7B-GPTQ": "llama-2-7b", "TheBloke/Llama-2-13B-chat-GPTQ": "llama-2-13b",
     "TheBloke/Llama-2-70B-GPTQ": "llama-2-70b", "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
     "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
+    # scale-out models (issue 16); DeepSeek-R1 keeps DeepSeek-V3's architecture. The
+    # base "meta-llama/Meta-Llama-3.1-405B" id stays unmapped so the single-node gpt-fast
+    # 405B case keeps its earlier (unpredicted) status
+    "deepseek-ai/DeepSeek-V3": "deepseek-v3", "deepseek-ai/DeepSeek-R1": "deepseek-v3",
+    "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
 }
 
 #: published hardware labels -> catalog ids (an unstated H100 or A100 form is taken as SXM; said per case)
@@ -162,12 +178,12 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     b = int(batch)
     tp = int(_num(row["tp"]) or 1)
     pp = int(_num(row["pp"]) or 1)
-    if pp > 1:
-        return Prediction(note="pipeline parallelism (issue 16)")
+    ep = int(_num(row.get("ep")) or 1)
     prompt = int(_num(row["prompt_tokens"]) or 1)
     out_tokens = _num(row["output_tokens"])
     metric = str(row["metric"])
     dtype = str(precision)
+    rate = metric.endswith("_per_s")
 
     def step(phase: str, length: int) -> float:
         key = (model, hw, phase, b, length, dtype, fusion, launch, tp)
@@ -177,6 +193,15 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
                 g = build(model, phase=phase, batch=b, context=length, prompt=length, dtype=dtype, fusion=fusion)
                 cache[key] = float(simulate(g, hw, launch=launch, tp=tp).step_time_s)
         return cache[key]
+
+    if pp > 1 or ep > 1:
+        try:
+            step = _scaled_step(model, hw, b, dtype, fusion, launch, tp, pp, ep, rate, cache)
+            b = step.batch
+        except Exception as e:
+            if not getattr(e, "user_facing", False):
+                raise
+            return Prediction(note=f"cannot simulate: {str(e).splitlines()[0]}")
 
     o = int(out_tokens) if out_tokens else None
     mid = prompt + (o // 2 if o else 0)
@@ -212,6 +237,40 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     return Prediction(note=f"metric {metric} is not modelled")
 
 
+def nodes_for(hw: str, tp: int, pp: int, ep: int) -> int:
+    """Nodes of ``hw`` a TP x PP x EP layout needs."""
+    from hw_models.catalog import load
+
+    return max(1, math.ceil(tp * pp * ep / load(hw).num_devices))
+
+
+def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: str, tp: int, pp: int, ep: int,
+                 rate: bool, cache: dict):
+    """``step(phase, length)`` of a pipeline- or expert-parallel case (module doc)."""
+    from hw_models.catalog import load
+    from simulator.scaleout import simulate_scaled, with_nodes
+    from workloads import build
+
+    system = with_nodes(load(hw), nodes_for(hw, tp, pp, ep))
+    per_rank = b // ep if b % ep == 0 else b
+    M = max(k for k in range(1, pp + 1) if per_rank % k == 0)
+    micro = per_rank // M
+
+    def step(phase: str, length: int) -> float:
+        key = ("scaled", model, hw, phase, b, length, dtype, fusion, launch, tp, pp, ep, rate)
+        if key not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = build(model, phase=phase, batch=micro, context=length, prompt=length, dtype=dtype, fusion=fusion)
+                res = simulate_scaled(g, system, tp=tp, pp=pp, ep=ep, microbatches=M, launch=launch)
+                cache[key] = float(res.totals["steady_step_s"] if rate else res.step_time_s)
+        return cache[key]
+
+    # the figures divide by the batch the formulas use: the whole layout's sequences
+    step.batch = per_rank * ep  # type: ignore[attr-defined]
+    return step
+
+
 def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True) -> pd.DataFrame:
     """Every case with ``predicted``, ``measured`` (base units), ``error`` (predicted/measured - 1), ``note``."""
     df = load_cases() if df is None else df
@@ -221,8 +280,13 @@ def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True) -> pd.D
         p = predict_case(r, calibrated, cache)
         measured = _to_base(float(r["value"]), r["unit"], str(r["metric"]))
         per_gpu = "per gpu" in str(r["unit"]).lower()
+        tp, pp, ep = (int(_num(r[k]) or 1) for k in ("tp", "pp", "ep"))
         if per_gpu and np.isfinite(p.value):
-            p.value /= int(_num(r["tp"]) or 1) * int(_num(r["pp"]) or 1)
+            p.value /= tp * pp * ep
+        if "per node" in str(r["unit"]).lower() and np.isfinite(p.value) and p.steps:
+            sys_id = _catalog(str(r["hardware"]), calibrated)
+            if sys_id:
+                p.value /= nodes_for(sys_id, tp, pp, ep)
         mode = mode_of(str(r["engine"]), str(r["mode"]))
         rows.append({
             "case_id": r["case_id"], "split": r["split"], "engine": r["engine"],

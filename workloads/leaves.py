@@ -5,6 +5,9 @@ Mixture of experts (transformers 5.x ``MixtralSparseMoeBlock``, ``OlmoeSparseMoe
 a ``gate`` router with ``weight [E, H]`` and ``top_k``, and ``experts`` holding
 ``gate_up_proj [E, 2I, H]`` and ``down_proj [E, H, I]``): for T tokens each routed to k of
 E experts uniformly, the step reads E·(1−(1−k/E)^T) experts' weights on average.
+``Qwen3MoeSparseMoeBlock`` has the same layout. ``DeepseekV3MoE`` adds a dense
+``shared_experts`` MLP that every token runs: it is traced as ordinary ops after the
+routed experts' one op, and their outputs added, as the module's forward does.
 """
 
 from __future__ import annotations
@@ -54,8 +57,15 @@ def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a
     return out
 
 
+def moe_with_shared(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
+    routed = moe_block(tracer, mod, hidden_states)
+    return routed + mod.shared_experts(hidden_states)
+
+
 #: module class name -> rule(tracer, module, *forward args) -> output
 LEAF_RULES: dict[str, Any] = {
     "MixtralSparseMoeBlock": moe_block,
     "OlmoeSparseMoeBlock": moe_block,
+    "Qwen3MoeSparseMoeBlock": moe_block,
+    "DeepseekV3MoE": moe_with_shared,
 }

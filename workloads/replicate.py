@@ -4,7 +4,9 @@ Tracing a 1-layer model and copying its layer ops N-1 times gives exactly the op
 N-layer trace gives (tests compare the two): per copy i the layer's weights become
 ``w:<prefix>.i.*``, its KV cache ``kv:i:*``, its module paths ``<prefix>.i``, activations
 it writes get fresh names, and its hidden-state input is the previous copy's output. Ops
-after the layer read the last copy's output.
+after the layer read the last copy's output. The layer copied may be layer k > 0 (a
+model whose first k layers differ, as DeepSeek-V3's dense ones): layers 0..k-1 stay as
+traced and copies k..N-1 follow.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ def _in_layer(module: str, prefix: str) -> bool:
 
 def replicate_sizes(sizes: dict[str, tuple[int, int]], prefix: str, num_layers: int) -> dict[str, tuple[int, int]]:
     """Parameter sizes of the full model from those of the 1-layer model."""
-    parent, _, _ = prefix.rpartition(".")
+    parent, _, first = prefix.rpartition(".")
     w0 = f"w:{prefix}."
     out = {}
     for name, v in sizes.items():
         if name.startswith(w0):
-            for i in range(num_layers):
+            for i in range(int(first), num_layers):
                 out[f"w:{parent}.{i}." + name[len(w0):]] = v
         else:
             out[name] = v
@@ -55,7 +57,7 @@ def replicate_layer(ops: list[Op], prefix: str, io: tuple[list[str], list[str]],
 
     def mapper(i: int, prev_out: str):
         def rename(t: str) -> str:
-            if i == 0:
+            if i == int(zero):
                 return t
             if t == h_in:
                 return prev_out
@@ -70,7 +72,7 @@ def replicate_layer(ops: list[Op], prefix: str, io: tuple[list[str], list[str]],
 
     out: list[Op] = list(pre)
     prev_out = h_in
-    for i in range(num_layers):
+    for i in range(int(zero), num_layers):
         rename = mapper(i, prev_out)
         mod_new = f"{parent}.{i}"
         for op in layer:

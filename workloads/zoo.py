@@ -64,8 +64,20 @@ def _is_causal_lm(model_type: str) -> bool:
 
 
 def _uniform_layers(cfg: Any) -> bool:
+    return _first_alike(cfg) == 0
+
+
+def _first_alike(cfg: Any) -> int | None:
+    """The layer from which all later decoder layers are alike (0: all are), or None.
+    DeepSeek-V3 runs ``first_k_dense_replace`` dense layers before its MoE ones; dense-only
+    layers between MoE ones (Qwen3-MoE's ``mlp_only_layers``, a sparse step > 1) break the run."""
     types = getattr(cfg, "layer_types", None)
-    return not types or len(set(types)) == 1
+    if types and len(set(types)) > 1:
+        return None
+    if getattr(cfg, "mlp_only_layers", None) or (getattr(cfg, "decoder_sparse_step", 1) or 1) > 1:
+        return None
+    k = int(getattr(cfg, "first_k_dense_replace", 0) or 0)
+    return k if k < cfg.num_hidden_layers else None
 
 
 def _with_layers(cfg: Any, n: int) -> Any:
@@ -108,24 +120,25 @@ def _count_params_cached(mid: str) -> int:
 def count_params(cfg: Any) -> int:
     """Distinct parameters of the full model (tied weights once), from a 1-layer build."""
     n = cfg.num_hidden_layers
-    if _uniform_layers(cfg) and n > 1:
-        model = _instantiate(_with_layers(cfg, 1), torch.float32, _is_causal_lm(cfg.model_type))
-        prefix = _layer_prefix(model)
+    k = _first_alike(cfg)
+    if k is not None and n > k + 1:
+        model = _instantiate(_with_layers(cfg, k + 1), torch.float32, _is_causal_lm(cfg.model_type))
+        prefix = _layer_prefix(model, k)
         if prefix:
-            per = sum(p.numel() for k, p in model.named_parameters() if k.startswith(prefix + "."))
+            per = sum(p.numel() for key, p in model.named_parameters() if key.startswith(prefix + "."))
             total = sum(p.numel() for p in model.parameters())
-            return total + (n - 1) * per
+            return total + (n - k - 1) * per
     model = _instantiate(cfg, torch.float32, _is_causal_lm(cfg.model_type))
     return sum(p.numel() for p in model.parameters())
 
 
-def _layer_prefix(model: torch.nn.Module) -> str | None:
-    """Module path of decoder layer 0 (``model.layers.0``, ``transformer.h.0``...)."""
+def _layer_prefix(model: torch.nn.Module, index: int = 0) -> str | None:
+    """Module path of decoder layer ``index`` (``model.layers.0``, ``transformer.h.0``...)."""
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) >= 1:
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) > index:
             cls = type(mod[0]).__name__
             if cls.endswith(("DecoderLayer", "Block", "Layer")):
-                return f"{name}.0"
+                return f"{name}.{index}"
     return None
 
 
@@ -157,8 +170,9 @@ def _trace_llm(model_1: torch.nn.Module | None, model_full_fn: Any, cfg: Any, ph
     policy = DtypePolicy()  # lower precisions are a pass over the traced step (workloads.quantize)
     n = cfg.num_hidden_layers
     if model_1 is not None:
-        tracer = run_llm_step(model_1, 1, phase, batch, context, prompt, policy, **options)
-        prefix = _layer_prefix(model_1)
+        k = _first_alike(cfg) or 0
+        tracer = run_llm_step(model_1, k + 1, phase, batch, context, prompt, policy, **options)
+        prefix = _layer_prefix(model_1, k)
         io = tracer.module_io.get(prefix) if prefix else None
         if io and io[0] and io[1]:
             try:
@@ -197,14 +211,19 @@ def build_llm(cfg: Any, *, phase: str, batch: int, context: int, prompt: int, dt
     params = _count_params_cached(zoo_id) if zoo_id else count_params(cfg)
     info = llm_config_info(cfg, params)
     check_step(phase, batch, context, prompt, info.pop("max_positions"))
-    uniform = replicate and _uniform_layers(cfg) and cfg.num_hidden_layers > 1
+    first = _first_alike(cfg)
+    uniform = replicate and first is not None and cfg.num_hidden_layers > first + 1
     if zoo_id:
-        model_1 = _zoo_model(zoo_id, spec.torch_dtype, 1) if uniform else None
+        model_1 = _zoo_model(zoo_id, spec.torch_dtype, first + 1) if uniform else None
         full = functools.partial(_zoo_model, zoo_id, spec.torch_dtype, None)
     else:
-        model_1 = _instantiate(_with_layers(cfg, 1), spec.torch_dtype, True) if uniform else None
+        model_1 = _instantiate(_with_layers(cfg, first + 1), spec.torch_dtype, True) if uniform else None
         full = functools.partial(_instantiate, cfg, spec.torch_dtype, True)
     ops, sizes = _trace_llm(model_1, full, cfg, phase, batch, context, prompt, opts)
+    from . import mla
+
+    if mla.applies(cfg, phase):
+        ops = mla.absorb(ops, cfg)
     # the cache as the precision stores it (the trace holds it in the float dtype)
     kv_ratio = FORMAT_BYTES[prec.kv_cache] / FORMAT_BYTES[prec.float_dtype]
     meta = {**meta, "phase": phase, "config": info, **opts, "weight_bytes": weight_bytes(ops, sizes, prec, fam),

@@ -24,6 +24,9 @@ TABLE_COLUMNS = [
     "model",
     "hardware",
     "tp",
+    "pp",
+    "ep",
+    "nodes",
     "batch",
     "context",
     "fits",
@@ -77,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--hardware", type=_list, required=True, help="catalog ids or YAML paths, comma-separated")
     p.add_argument("--tp", type=_ints, default=[1, 2, 4, 8], help="tensor-parallel degrees (default 1,2,4,8)")
+    p.add_argument("--pp", type=_ints, default=[1], help="pipeline-parallel stages to search (default 1)")
+    p.add_argument("--ep", type=_ints, default=[1], help="expert-parallel degrees to search, MoE models (default 1)")
+    p.add_argument("--nodes", type=int, default=None,
+                   help="nodes per layout under --pp/--ep (default: as many as the layout needs)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--batch", type=_ints, default=None, help="batch sizes (default 1,8,32,128)")
     g.add_argument(
@@ -243,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
         from roofsim.outputs import check_file
 
         check_file(args.out, "--out")  # before the sweep, not after it
+    scaled = _scaled_rows(args)
     df = api.plan(
         args.models,
         args.hardware,
@@ -265,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         dask=args.dask,
         progress=not args.no_progress,
     )
+    if scaled is not None:
+        df = pd.concat([df.assign(pp=1, ep=1, nodes=1), scaled], ignore_index=True)
     top = api.best(df)
     tornado = pd.DataFrame()
     if args.sensitivity:
@@ -298,6 +308,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _scaled_rows(args: argparse.Namespace) -> pd.DataFrame | None:
+    """Rows for the --pp/--ep layouts beyond TP alone (``roofsim.planner.scaled``), or None."""
+    for flag in ("pp", "ep"):
+        bad = [v for v in getattr(args, flag) if v < 1]
+        if bad:
+            raise UserError(f"--{flag} values must be positive integers, got {bad[0]}")
+    if args.nodes is not None and args.nodes < 1:
+        raise UserError(f"--nodes must be a positive integer, got {args.nodes}")
+    if max(args.pp) == 1 and max(args.ep) == 1:
+        if args.nodes is not None:
+            raise UserError("--nodes needs --pp or --ep above 1 (layouts across nodes)")
+        return None
+    if args.max_batch:
+        raise UserError("--max-batch does not search --pp/--ep layouts; give --batch sizes")
+    if args.kv_tier or args.weights_tier or args.set_overrides or args.scale or args.sensitivity:
+        raise UserError("--pp/--ep layouts take neither tiers, --set, --scale nor --sensitivity")
+    from roofsim.planner.scaled import plan_scaled
+
+    combos = [(p, e) for p in args.pp for e in args.ep if p > 1 or e > 1]
+    parts = [plan_scaled(args.models, args.hardware, tp=args.tp, pp=[p], ep=[e], nodes=args.nodes,
+                         batch=args.batch or [1, 8, 32, 128], context=args.context, prompt=args.prompt,
+                         dtype=args.dtype, launch=args.launch, fusion=args.fusion, slo_tpot_ms=args.slo_tpot_ms,
+                         slo_ttft_ms=args.slo_ttft_ms, price_per_hour=args.price_per_hour) for p, e in combos]
+    return pd.concat(parts, ignore_index=True)
 
 
 def _render(fmt: str, df: pd.DataFrame, top: pd.DataFrame, tornado: pd.DataFrame) -> str:

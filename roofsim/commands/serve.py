@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="zoo LLM id or config.json path")
     p.add_argument("--hardware", required=True, metavar="ID|PATH")
     p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1,
+                   help="pipeline stages per replica; each runs one engine per stage (simulator/serving/scaled.py)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks per replica, attention data-parallel")
+    p.add_argument("--nodes", type=int, default=1, help="nodes a replica's tp x pp x ep devices span (default 1)")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--scheduler", default="continuous", help=SCHEDULER_HELP)
     p.add_argument("--router", choices=("round_robin", "least_outstanding"), default="round_robin")
@@ -123,19 +127,32 @@ def run(args: argparse.Namespace) -> int:
 
         check_dir(args.out, "--out")
     resolve_precision(args)
-    for name in ("tp", "replicas"):
+    for name in ("tp", "replicas", "pp", "ep", "nodes"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be a whole number >= 1, got {getattr(args, name)}")
+    scaled = args.pp > 1 or args.ep > 1 or args.nodes > 1
+    if scaled and (args.disaggregate or args.spec_draft):
+        raise UserError("--pp/--ep/--nodes take neither --disaggregate nor --spec-draft")
     arrival, prompt, output = traffic(args)
     spec = SpecConfig(args.spec_draft, args.spec_k, args.spec_alpha) if args.spec_draft else None
-    cfg = ServeConfig(model=args.model, hardware=args.hardware, tp=args.tp, replicas=args.replicas,
+    replicas = args.replicas
+    step_model = None
+    if scaled:
+        from simulator.serving.scaled import ScaledStepModel, engines
+
+        step_model = ScaledStepModel(args.model, args.hardware, tp=args.tp, pp=args.pp, ep=args.ep,
+                                     nodes=args.nodes, dtype=args.dtype, fusion=args.fusion, launch=args.launch)
+        replicas = engines(args.replicas, args.pp, args.ep)
+    cfg = ServeConfig(model=args.model, hardware=args.hardware, tp=args.tp, replicas=replicas,
                       scheduler=args.scheduler, sched=engine_config(args), router=args.router, dtype=args.dtype,
                       fusion=args.fusion, launch=args.launch, gpu_memory_utilization=args.gpu_memory_utilization,
                       swap_space_gib=args.swap_space_gib, disaggregate=args.disaggregate, kv_link=args.kv_link,
                       spec=spec, seed=args.seed, slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms,
                       num_gpu_blocks=args.num_gpu_blocks)
     cfg.check()
-    res = serve(cfg, arrival, prompt, output)
+    res = serve(cfg, arrival, prompt, output, step_model=step_model)
+    if scaled:
+        res.config.update(pp=args.pp, ep=args.ep, nodes=args.nodes, layout_replicas=args.replicas)
     if args.out:
         write_outputs(res, args.out)
     if args.format == "json":
@@ -154,6 +171,9 @@ def render(res) -> str:
     m = res.memory
     head = (f"{c['model']} on {c['num_replicas']} x {c['hardware']} tp {c['tp']} ({c['scheduler']}, "
             f"fusion {c['fusion']}, launch {c['launch']}): {s['requests']} requests over {s['duration_s']:.1f} s")
+    if c.get("pp", 1) > 1 or c.get("ep", 1) > 1:
+        head += (f"\nlayout: {c['layout_replicas']} replica(s) of tp {c['tp']} x ep {c['ep']} x pp {c['pp']} on "
+                 f"{c['nodes']} node(s): {c['num_replicas']} engines (one per pipeline stage and EP rank)")
     mem = (f"KV cache per replica: {m['kv_blocks_per_replica']} blocks of {c['block_size']} tokens "
            f"({m['kv_capacity_gib']:.2f} GiB per device after {m['weights_gib']:.2f} GiB weights, "
            f"{m['activations_gib']:.2f} GiB activations)")

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("auto", "simpy", "fast"), default="auto")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--trace-out", metavar="FILE", help="write a Chrome/Perfetto trace JSON here")
+    from roofsim import scaleout
+
+    scaleout.add_args(p)
     p.set_defaults(func=run)
 
 
@@ -59,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     system = catalog.load(args.hardware)
     placement = Placement(weights=_tier(system, args.weights_tier), kv_cache=_tier(system, args.kv_tier),
                           prefetch=args.prefetch).validate(system)
+    from roofsim import scaleout
+
+    if scaleout.wanted(args):
+        return _scaled(args, given, system, placement)
     if args.tp > system.num_devices:
         raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
     from workloads import build
@@ -83,6 +90,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(res, args)
         _quant_table(res, graph.meta)
+    if args.trace_out:
+        print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
+    return 0
+
+
+def _scaled(args, given, system, placement) -> int:
+    """A step over pipeline stages, expert-parallel ranks or nodes (``roofsim.scaleout``)."""
+    from roofsim import scaleout
+    from roofsim.outputs import atomic_file
+    from simulator.scaleout import simulate_scaled, with_nodes
+    from workloads import build
+
+    micro = scaleout.check_args(args)
+    if args.nodes is not None:
+        system = with_nodes(system, args.nodes)
+    graph = build(args.model, phase=args.phase, batch=micro, context=args.context, prompt=args.prompt,
+                  dtype=args.dtype, given=given, fusion=args.fusion)
+    res = simulate_scaled(graph, system, tp=args.tp, pp=args.pp, ep=args.ep, microbatches=args.microbatches,
+                          imbalance=args.ep_imbalance, launch=args.launch, placement=placement, engine=args.engine,
+                          batch=args.batch)
+    scaleout.check_memory(res, system)
+    if args.trace_out:
+        with atomic_file(args.trace_out, "--trace-out") as tmp:
+            res.to_perfetto(tmp)
+    if args.format == "json":
+        sys.stdout.write(res.summary_json() + "\n")
+    else:
+        scaleout.table(res)
     if args.trace_out:
         print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
     return 0

@@ -137,6 +137,27 @@ CASES = [
      "--phase do not apply", ()),
     ("sketch-context", "trace countsketch --context 5", 2, "--context do not apply", ()),
     ("simulate-vision-defaults-run", "simulate vit-b-16 --hardware h100-sxm --batch 2", 0, "", ()),
+    # -- scale-out (issue 16): --nodes, --pp, --ep -------------------------------------------------
+    ("simulate-pp-more-than-layers", "simulate gpt2 --hardware h100-sxm --context 64 --pp 13", 2,
+     "--pp 13 exceeds the 12 layers of the model", ()),
+    ("simulate-ep-dense-model", "simulate gpt2 --hardware h100-sxm --context 64 --ep 2 --batch 2", 2,
+     "--ep 2: gpt2 has no mixture-of-experts layers", ()),
+    ("simulate-ep-more-than-experts", "simulate mixtral-8x7b --hardware h100-sxm --context 64 --nodes 2 --ep 16 "
+     "--batch 16", 2, "--ep 16 exceeds the 8 experts of mixtral-8x7b; allowed: 1..8", ()),
+    ("simulate-layout-exceeds-devices", "simulate llama-3.1-8b --hardware h100-sxm --context 64 --nodes 2 --tp 8 --pp 4 "
+     "--batch 4", 2, "--tp 8 x --ep 1 x --pp 4 = 32 devices exceeds the 16", ()),
+    ("simulate-nodes-zero", "simulate gpt2 --hardware h100-sxm --context 64 --nodes 0", 2, "--nodes must be a positive", ()),
+    ("simulate-pp-zero", "simulate gpt2 --hardware h100-sxm --context 64 --pp 0", 2, "--pp must be a positive", ()),
+    ("simulate-nodes-without-network", "simulate gpt2 --hardware l4 --context 64 --nodes 2", 2,
+     "has no inter-node 'network'", ()),
+    ("simulate-batch-not-split", "simulate gpt2 --hardware h100-sxm --context 64 --pp 2 --microbatches 2 --batch 3", 2,
+     "--batch 3 must be a multiple of the 2 micro-batch(es)", ()),
+    ("simulate-ep-imbalance-below-one", "simulate mixtral-8x7b --hardware h100-sxm --context 64 --ep 2 --batch 2 "
+     "--ep-imbalance 0.5", 2, "--ep-imbalance must be a number in [1, 1000)", ()),
+    ("simulate-microbatches-without-pp", "simulate gpt2 --hardware h100-sxm --context 64 --microbatches 2", 2,
+     "--microbatches needs --pp > 1", ()),
+    ("simulate-pp-does-not-fit", "simulate llama-3.1-405b --hardware h100-sxm --nodes 2 --tp 8 --pp 2 --batch 512 "
+     "--context 8192", 2, "does not fit: stage 0", ()),
     # -- roofsim serve (issue 14): traffic, engine and output options --------------------------------
     ("serve-negative-qps", "serve gpt2 --hardware h100-sxm --qps -1 --requests 3", 2, "--qps must be a number > 0", ()),
     ("serve-no-traffic", "serve gpt2 --hardware h100-sxm", 2, "give --qps", ()),

@@ -178,3 +178,34 @@ def test_unknown_collective_is_a_user_error():
         physics.collective_kind("all_shuffle")
     assert physics.collective_kind("c10d::broadcast") == "broadcast"
     assert math.isfinite(physics.collective_time("send", 1e6, 2, 100e9, 3e-6)[0])
+
+
+def test_hierarchical_all_reduce_2x8_by_hand():
+    from hw_models.physics import hierarchical_collective
+
+    # 2 nodes x 8 GPUs, a 256 MB all-reduce; NVLink 360 GB/s and 1 us a step in the node,
+    # InfiniBand 42.5 GB/s and 5 us a step across
+    S = 256e6
+    r = hierarchical_collective("all_reduce", S, 8, 2, (360e9, 1e-6), (42.5e9, 5e-6))
+    # in the node: reduce-scatter then all-gather, 7 steps of 7/8 S each way
+    intra = 2 * (7 * 1e-6 + 7 / 8 * S / 360e9)
+    # across: each GPU all-reduces its 32 MB shard with its peer on the other node, 2 steps of 1/2
+    inter = 2 * 5e-6 + 2 * (1 / 2) * (S / 8) / 42.5e9
+    assert r["intra_s"] == pytest.approx(intra, rel=1e-12)
+    assert r["inter_s"] == pytest.approx(inter, rel=1e-12)
+    assert r["time_s"] == pytest.approx(intra + inter, rel=1e-12)
+    assert r["inter_bytes"] == pytest.approx(S / 8)
+    # the flat 16-rank ring over the slow link would move 15/8 S per rank over the NIC
+    assert r["time_s"] < 2 * 15 / 16 * S / 42.5e9
+
+
+def test_hierarchical_all_to_all_levels_overlap():
+    from hw_models.physics import hierarchical_collective
+
+    S = 64e6
+    r = hierarchical_collective("all_to_all", S, 8, 4, (360e9, 1e-6), (42.5e9, 5e-6))
+    assert r["inter_bytes"] == pytest.approx(3 / 4 * S)
+    assert r["intra_bytes"] == pytest.approx(7 / 32 * S)
+    assert r["time_s"] == pytest.approx(max(r["intra_s"], r["inter_s"]))
+    one = hierarchical_collective("all_to_all", S, 8, 1, (360e9, 1e-6), (42.5e9, 5e-6))
+    assert one["inter_s"] == 0 and one["intra_bytes"] == pytest.approx(7 / 8 * S)

@@ -76,11 +76,20 @@ TINY_OTHERS = {
     "mixtral": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
                 "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 4,
                 "num_experts_per_tok": 2},
+    # MLA attention, two dense layers before the MoE ones: layer 2 is the one replicated
+    "deepseek_v3": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+                    "num_hidden_layers": 5, "num_attention_heads": 4, "num_key_value_heads": 4,
+                    "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "n_group": 2,
+                    "topk_group": 1, "first_k_dense_replace": 2, "kv_lora_rank": 16, "q_lora_rank": 24,
+                    "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 16},
+    "qwen3_moe": {"vocab_size": 500, "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 32,
+                  "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                  "num_experts": 8, "num_experts_per_tok": 2},
 }
 
 
 @pytest.mark.parametrize("phase", ["decode", "prefill"])
-@pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral"])
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral", "deepseek_v3", "qwen3_moe"])
 def test_replicated_layers_equal_full_trace(phase, model_type):
     values = TINY_OTHERS.get(model_type) or {k: v for k, v in TINY.items() if k != "model_type"}
     cfg = _make_config(model_type, values)
@@ -161,6 +170,22 @@ def test_mixtral_moe_op():
     assert not any("experts" in o.module for o in g.ops if o.kind != "moe")
 
 
+@pytest.mark.parametrize("model,params,moe_layers", [
+    # published totals: 405B (Llama 3.1 model card), 671B (DeepSeek-V3 report, without the
+    # 14B MTP module), 30.5B (Qwen3-30B-A3B model card)
+    ("llama-3.1-405b", 405e9, 0), ("deepseek-v3", 671e9, 58), ("qwen3-30b-a3b", 30.5e9, 48),
+])
+def test_scale_out_zoo_models(model, params, moe_layers):
+    g = build(model, "decode", batch=2, context=64)
+    c = g.meta["config"]
+    assert c["params"] == pytest.approx(params, rel=0.03)
+    moe = [op for op in g.ops if op.kind == "moe"]
+    assert len(moe) == moe_layers
+    assert len([op for op in g.ops if op.kind == "attention"]) == c["num_layers"]
+    if moe_layers:
+        assert moe[0].attrs["top_k"] == 8 and moe[0].attrs["num_experts"] == c["num_experts"]
+
+
 def test_olmoe_moe_expectation_grows_with_batch():
     small = build("olmoe-1b-7b", "decode", batch=1, context=16)
     big = build("olmoe-1b-7b", "decode", batch=32, context=16)
@@ -201,3 +226,22 @@ def test_dynamic_cache_and_all_logits_options(tiny_json):
     with pytest.raises(WorkloadError, match="kv"):
         build(tiny_json, kv="paged")
     assert build("llama-3.1-8b[kv=dynamic]", context=16).meta["kv"] == "dynamic"
+
+
+def test_deepseek_decode_attends_over_the_latent():
+    B, L = 4, 1024
+    g = build("deepseek-v3", "decode", batch=B, context=L)
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert len(att) == 61 and all(op.name == "mla::latent_attention" for op in att)
+    op = att[0]
+    h, r, rope = 128, 512, 64
+    # scores against the 576-wide latent+rope key and the 512-wide latent value, every head
+    assert op.total_flops == pytest.approx(2 * B * h * (L + 1) * (2 * r + rope))
+    # the cache is read once for all heads: latent and rope key of L+1 positions per sequence
+    assert op.bytes_by_role()["kv_cache"] == B * (L + 1) * (r + rope) * 2
+    # no GEMM decompresses the cache: every kv_b_proj op is an absorption over the new tokens only
+    kvb = [o for o in g.ops if o.module.endswith("kv_b_proj") and o.kind == "matmul"]
+    assert {o.name for o in kvb} == {"mla::q_absorb", "mla::v_absorb"}
+    assert all(o.attrs["m"] == B for o in kvb)
+    pre = build("deepseek-v3", "prefill", batch=1, prompt=64)
+    assert not any(o.name.startswith("mla::") for o in pre.ops)  # prefill keeps the traced form

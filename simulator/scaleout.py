@@ -1,0 +1,619 @@
+"""Scale-out: tensor x expert x pipeline parallelism over nodes, every device that differs simulated.
+
+``simulate_scaled(graph, system, tp=, pp=, ep=, nodes=)`` runs one step of a model laid
+out over ``tp * ep * pp`` devices of ``system`` (``nodes`` nodes of ``num_devices`` each):
+
+* **Ranks.** TP is innermost (neighbouring GPUs), then EP, then PP: stage ``s`` owns
+  ranks ``[s·tp·ep, (s+1)·tp·ep)``, and rank ``r`` lives on node ``r // num_devices``.
+  A group that fits in a node talks over ``interconnect`` (NVLink); one that spans nodes
+  runs its collectives hierarchically (``hw_models.physics.hierarchical_collective``):
+  inside each node on the interconnect, across nodes on every GPU's own NIC
+  (``system.network``). Both levels are costed and reported.
+* **Graph.** The step graph (built by the caller at one micro-batch of one EP rank's
+  sequences) is sharded for TP (``workloads.tensor_parallel``), then for EP
+  (``workloads.expert_parallel``: dispatch and combine all-to-alls, ``E/ep`` experts,
+  the busiest rank's load ``imbalance`` x the mean).
+* **Stages.** Decoder layers are split into ``pp`` contiguous stages balanced by time:
+  each layer's cost-model time (ops outside the layers go with the first or last stage)
+  and the split that minimises the slowest stage. Each stage is simulated on its own
+  (one representative device per stage: stages differ, the TP and EP ranks inside a
+  stage are symmetric).
+* **Schedule.** ``M`` micro-batches flow through the stages (GPipe order for one step):
+  stage ``s`` starts micro-batch ``m`` when it has finished ``m-1`` and ``m``'s
+  activations have arrived from stage ``s-1`` (a point-to-point send of
+  ``tokens x hidden x activation bytes`` over the interconnect or, between nodes, the
+  network). ``step_time_s`` is the makespan; each device's idle time in it is its
+  ``pipeline_bubble``. For equal stages and free sends the bubble is ``(S-1)/(M+S-1)``
+  of the step. A serving engine overlaps consecutive steps: a micro-batch's next step
+  enters stage 0 as soon as its token leaves the last stage, while the other
+  micro-batches keep the stages busy. The interval a pipeline sustains per step,
+  ``steady_step_s``, is the larger of ``M x`` the slowest stage's micro-batch time (the
+  stages are never idle) and one micro-batch's round trip through all stages and sends
+  (too few micro-batches to fill the pipe: with ``M = 1`` nothing overlaps).
+* **Memory.** Per stage: its layers' weights (MoE layers: all of the rank's experts),
+  its layers' KV cache and the stage graph's peak activations. Weights and KV cache of
+  the stages add up to the whole model's.
+
+``time_by_bound`` of the result: per device, each stage's terms times ``M`` plus its
+bubble; the result's own is the mean over devices (it sums to ``step_time_s``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from hw_models import physics
+
+CONFIG = Path(__file__).with_name("scaleout.yaml")
+#: names of the two link levels as the report shows them
+LEVELS = {"interconnect": "intra-node", "network": "inter-node"}
+
+
+class ScaleOutError(ValueError):
+    """A parallel layout the system or model cannot take; one line for the user."""
+
+    user_facing = True
+
+
+@functools.lru_cache(maxsize=1)
+def defaults() -> dict[str, Any]:
+    with open(CONFIG) as f:
+        return yaml.safe_load(f)
+
+
+def default_imbalance() -> float:
+    return float(defaults()["moe_imbalance"]["value"])
+
+
+def activation_bytes() -> int:
+    return int(defaults()["activation_bytes"]["value"])
+
+
+@dataclass(frozen=True)
+class Layout:
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    nodes: int = 1
+    per_node: int = 1
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.ep * self.pp
+
+    def node_of(self, rank: int) -> int:
+        return rank // self.per_node
+
+    def stage_rank(self, s: int) -> int:
+        return s * self.tp * self.ep
+
+    def span(self, size: int) -> tuple[int, int]:
+        """(ranks per node, nodes) of a group of ``size`` neighbouring ranks."""
+        if size <= self.per_node:
+            return size, 1
+        return self.per_node, size // self.per_node
+
+    def p2p_level(self, s: int) -> str:
+        """The link between stage ``s`` and ``s + 1``."""
+        a, b = self.stage_rank(s), self.stage_rank(s + 1)
+        return "network" if self.node_of(a) != self.node_of(b) else "interconnect"
+
+
+def with_nodes(system, nodes: int):
+    """``system`` as a cluster of ``nodes`` nodes (``--nodes``)."""
+    nodes = int(nodes)
+    if nodes < 1:
+        raise ScaleOutError(f"--nodes must be >= 1, got {nodes}")
+    if nodes > 1 and system.network is None:
+        raise ScaleOutError(f"--nodes {nodes}: system {system.id!r} has no inter-node 'network' in its spec; "
+                            "add one (bandwidth, latency, efficiency with sources) or use --nodes 1")
+    return system if nodes == system.nodes else system.model_copy(update={"nodes": nodes})
+
+
+def layout(system, tp: int = 1, pp: int = 1, ep: int = 1, num_layers: int | None = None) -> Layout:
+    """Check a TP x EP x PP layout against the system (and the model's layers); one-line errors."""
+    for flag, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)):
+        if int(v) < 1:
+            raise ScaleOutError(f"{flag} must be a positive integer, got {v}")
+    lay = Layout(int(tp), int(pp), int(ep), system.nodes, system.num_devices)
+    if num_layers is not None and lay.pp > num_layers:
+        raise ScaleOutError(f"--pp {pp} exceeds the {num_layers} layers of the model; allowed: 1..{num_layers}")
+    have = system.num_devices * system.nodes
+    if lay.world > have:
+        raise ScaleOutError(f"--tp {tp} x --ep {ep} x --pp {pp} = {lay.world} devices exceeds the {have} of "
+                            f"{system.nodes} node(s) x {system.num_devices} device(s) of {system.id!r}; "
+                            + ("raise --nodes or lower the degrees" if system.network is not None
+                               else "lower the degrees (the system has no inter-node network for --nodes)"))
+    g = lay.tp * lay.ep
+    if g > lay.per_node and g % lay.per_node:
+        raise ScaleOutError(f"--tp {tp} x --ep {ep} = {g} devices spans nodes of {lay.per_node} devices unevenly; "
+                            f"use a multiple of {lay.per_node}")
+    return lay
+
+
+# -- collectives ------------------------------------------------------------------------
+
+
+def _rate(link, nbytes: float) -> float:
+    return float(link.bandwidth.value * link.efficiency(max(nbytes, 1.0)))
+
+
+def collective_cost(op, system, lay: Layout, base):
+    """``OpCost`` of a collective whose group spans nodes: hierarchical, both levels as
+    demands (``interconnect.0``, ``network.0``); ``base`` (the single-node cost) otherwise."""
+    from .costmodel import Demand, OpCost
+
+    a = op.attrs
+    n = int(a.get("n") or 1)
+    if a.get("ep"):
+        # an EP group is every tp-th rank of the stage's tp x ep block: it spans the block's nodes
+        nn = lay.span(lay.tp * lay.ep)[1]
+        g = max(1, n // nn)
+    else:
+        g, nn = lay.span(n)
+    if nn <= 1 or system.network is None:
+        return base
+    size = float(a.get("bytes") or op.bytes_read)
+    ic, net = system.interconnect, system.network
+    r = physics.hierarchical_collective(a.get("collective") or "all_reduce", size, g, nn,
+                                        (_rate(ic, size), ic.latency.value), (_rate(net, size / g), net.latency.value))
+    call = max(net.collective_latency.value if net.collective_latency else 0.0, ic.collective_latency.value)
+    dems = []
+    if r["intra_bytes"] > 0:
+        dems.append(Demand("interconnect.0", r["intra_bytes"], _rate(ic, size), "link:interconnect",
+                           ic.bandwidth.value))
+    if r["inter_bytes"] > 0:
+        dems.append(Demand("network.0", r["inter_bytes"], _rate(net, size / g), "link:network", net.bandwidth.value))
+    body = r["time_s"]
+    fixed = call + body - max((d.time_s for d in dems), default=0.0)
+    a["levels"] = {"interconnect": (r["intra_bytes"], r["intra_s"]), "network": (r["inter_bytes"], r["inter_s"])}
+    bound = "link:network" if r["inter_s"] >= r["intra_s"] else "link:interconnect"
+    return OpCost(base.op_id, 0.0, dems, fixed, 0.0, 0.0, call + body, bound, body, False, 0.0, size, 1, "")
+
+
+def _cost_fn(lay: Layout):
+    def fn(graph, system, placement):
+        from .costmodel import graph_costs
+
+        costs = graph_costs(graph, system, placement)
+        for i, op in enumerate(graph.ops):
+            if op.kind == "collective":
+                costs[i] = collective_cost(op, system, lay, costs[i])
+        return costs
+    return fn
+
+
+def link_time(level: str, nbytes: float, system) -> float:
+    """Seconds of one point-to-point send of ``nbytes`` on a link level."""
+    link = system.network if level == "network" else system.interconnect
+    if link is None or nbytes <= 0:
+        return 0.0
+    return link.latency.value + nbytes / _rate(link, nbytes)
+
+
+# -- stages ---------------------------------------------------------------------------
+
+
+def layer_times(graph, system, placement, lay: Layout) -> tuple[dict[int, float], float, float, list[int | None]]:
+    """Cost-model seconds per decoder layer, of the ops before the first layer (head) and
+    after the last (tail), and each op's layer (``None``: outside the layers)."""
+    from .engine import layer_of
+
+    costs = _cost_fn(lay)(graph, system, placement)
+    per: dict[int, float] = {}
+    head = tail = 0.0
+    where = [layer_of(op.module) for op in graph.ops]
+    seen = False
+    for L, c in zip(where, costs, strict=True):
+        t = float(c.time_s)
+        if L is None:
+            if seen:
+                tail += t
+            else:
+                head += t
+            continue
+        seen = True
+        per[L] = per.get(L, 0.0) + t
+    return per, head, tail, where
+
+
+def balance(times: list[float], stages: int, head: float = 0.0, tail: float = 0.0) -> list[int]:
+    """First layer index of each of ``stages`` contiguous stages over ``times`` (per layer)
+    that minimises the slowest stage; ``head``/``tail`` ride with the first/last stage."""
+    n = len(times)
+    if stages > n:
+        raise ScaleOutError(f"--pp {stages} exceeds the {n} layers of the model; allowed: 1..{n}")
+    pre = np.concatenate(([0.0], np.cumsum(times)))
+
+    def cost(i: int, j: int, first: bool, last: bool) -> float:
+        return float(pre[j] - pre[i]) + (head if first else 0.0) + (tail if last else 0.0)
+
+    inf = math.inf
+    # best[k][j]: the slowest of k stages over layers [0, j)
+    best = [[inf] * (n + 1) for _ in range(stages + 1)]
+    cut = [[0] * (n + 1) for _ in range(stages + 1)]
+    best[0][0] = 0.0
+    for k in range(1, stages + 1):
+        for j in range(k, n - (stages - k) + 1):
+            for i in range(k - 1, j):
+                if best[k - 1][i] == inf:
+                    continue
+                v = max(best[k - 1][i], cost(i, j, k == 1, k == stages))
+                if v < best[k][j] - 1e-15:
+                    best[k][j], cut[k][j] = v, i
+    starts, j = [], n
+    for k in range(stages, 0, -1):
+        i = cut[k][j]
+        starts.append(i)
+        j = i
+    return starts[::-1]
+
+
+def stage_graphs(graph, where: list[int | None], starts: list[int], layers: int):
+    """One graph per stage: its layers' ops, ops before the layers in the first stage and
+    after them in the last."""
+    from workloads.graph import WorkloadGraph
+
+    bounds = [*starts, layers]
+    seen_layer = False
+    owner = []
+    for L in where:
+        if L is None:
+            owner.append(0 if not seen_layer else len(starts) - 1)
+            continue
+        seen_layer = True
+        owner.append(int(np.searchsorted(bounds, L, side="right")) - 1)
+    out = []
+    for s in range(len(starts)):
+        g = WorkloadGraph(meta={**graph.meta, "stage": s, "layers": (bounds[s], bounds[s + 1])})
+        nid = 0
+        for op, o in zip(graph.ops, owner, strict=True):
+            if o == s:
+                g.add(_renumbered(op, nid))
+                nid += 1
+        out.append(g)
+    return out
+
+
+def _renumbered(op, nid: int):
+    from dataclasses import replace
+
+    return replace(op, id=nid, attrs=dict(op.attrs))
+
+
+# -- schedule ----------------------------------------------------------------------------
+
+
+def schedule(stage_s: list[float], send_s: list[float], microbatches: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) [stage, micro-batch] of a GPipe-order forward: stage ``s`` runs
+    micro-batch ``m`` after ``m - 1`` and after ``m`` arrives from ``s - 1``."""
+    S, M = len(stage_s), int(microbatches)
+    start = np.zeros((S, M))
+    end = np.zeros((S, M))
+    for s in range(S):
+        for m in range(M):
+            ready = end[s, m - 1] if m else 0.0
+            if s:
+                ready = max(ready, end[s - 1, m] + send_s[s - 1])
+            start[s, m] = ready
+            end[s, m] = ready + stage_s[s]
+    return start, end
+
+
+def bubble_fraction(stages: int, microbatches: int) -> float:
+    """Idle share of a GPipe step of equal stages with free sends: (S-1)/(M+S-1)."""
+    return (stages - 1) / (microbatches + stages - 1)
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def resident_weight_bytes(graph) -> float:
+    """Weights a device holds for ``graph``'s ops: each weight tensor's largest access, a
+    MoE op's expert weights scaled from the experts it expects to touch to all it holds,
+    and a gathered embedding at its full table size."""
+    best: dict[str, float] = {}
+    cfg = graph.meta.get("config") or {}
+    for op in graph.ops:
+        a = op.attrs
+        for acc in op.reads:
+            if acc.role != "weight":
+                continue
+            b = float(acc.bytes)
+            if op.kind == "moe" and "experts" in acc.tensor and a.get("expected_experts"):
+                held = float(a.get("local_experts") or a["num_experts"])
+                b *= held / float(a["expected_experts"])
+            elif op.kind == "gather" and cfg.get("vocab") and cfg.get("hidden") and "embed" in acc.tensor:
+                rows = max(1.0, b / (cfg["hidden"] * _elem_of(op)))
+                b *= cfg["vocab"] / rows
+            if b > best.get(acc.tensor, 0.0):
+                best[acc.tensor] = b
+    return float(sum(best.values()))
+
+
+def _elem_of(op) -> float:
+    w = next((x for x in op.writes), None)
+    r = next((x for x in op.reads if x.role == "weight"), None)
+    if w is None or r is None or not op.shapes:
+        return 2.0
+    n = float(np.prod(op.shapes[-1])) if op.shapes[-1] else 0.0
+    return max(1.0, w.bytes / n) if n else 2.0
+
+
+def stage_memory(stages, graph, tp: int, layers: int) -> list[dict[str, float]]:
+    """Per stage: weights, KV cache and peak activation bytes of one device."""
+    from .footprint import kv_bytes, peak_activation_bytes
+
+    kv_all, _ = kv_bytes(graph, 1)
+    kv_all /= tp if tp > 1 else 1
+    # a cache the graph holds in fewer heads than tp (MLA's latent, replicated) is per device
+    kv_graph = _kv_graph(graph)
+    if kv_graph and (kv_all == 0 or kv_graph < 0.5 * kv_all or graph.meta.get("config", {}).get("num_experts")):
+        kv_all = kv_graph
+    out = []
+    for g in stages:
+        lo, hi = g.meta["layers"]
+        out.append({"weights": resident_weight_bytes(g), "kv_cache": kv_all * (hi - lo) / layers,
+                    "activations": float(peak_activation_bytes(g))})
+    return out
+
+
+def _kv_graph(graph) -> float:
+    best: dict[str, float] = {}
+    for op in graph.ops:
+        for acc in op.writes + op.reads:
+            if acc.role == "kv_cache" and acc.bytes > best.get(acc.tensor, 0.0):
+                best[acc.tensor] = float(acc.bytes)
+    return float(sum(best.values()))
+
+
+# -- the whole --------------------------------------------------------------------------
+
+
+@dataclass
+class ScaledResult:
+    """One step over a TP x EP x PP layout (see the module doc)."""
+
+    meta: dict[str, Any]
+    layout: Layout
+    stages: list  # SimResult per stage (one micro-batch)
+    starts: list[int]  # first layer of each stage
+    stage_s: list[float]
+    send_s: list[float]
+    send_bytes: float
+    start: np.ndarray
+    end: np.ndarray
+    memory: list[dict[str, float]]
+    capacity: float
+    totals: dict[str, Any] = field(default_factory=dict)
+    time_by_bound: dict[str, float] = field(default_factory=dict)
+    device_time_by_bound: list[dict[str, float]] = field(default_factory=list)
+    links: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def step_time_s(self) -> float:
+        return float(self.totals["step_time_s"])
+
+    @property
+    def bottleneck(self) -> str:
+        if not self.time_by_bound:
+            return "none"
+        k = max(sorted(self.time_by_bound), key=lambda b: self.time_by_bound[b])
+        return "host/launch" if k == "host" else k
+
+    def summary(self) -> dict[str, Any]:
+        from .result import SUMMARY_KEYS
+
+        out = {k: self.meta.get(k) for k in SUMMARY_KEYS[:SUMMARY_KEYS.index("step_time_s")]}
+        out.update({k: self.meta.get(k) for k in ("pp", "ep", "nodes", "microbatches", "ep_imbalance")})
+        out.update(self.totals)
+        out["bottleneck"] = self.bottleneck
+        out["time_by_bound"] = dict(sorted(self.time_by_bound.items()))
+        out["stages"] = [{"layers": [int(lo), int(hi)], "microbatch_s": t, "send_s": snd,
+                          "link": (LEVELS[self.layout.p2p_level(s)] if s < len(self.stage_s) - 1 else None),
+                          "memory_bytes": mem, "time_by_bound": dict(sorted(tbb.items()))}
+                         for s, (lo, hi, t, snd, mem, tbb) in enumerate(zip(
+                             self.starts, [*self.starts[1:], self.meta["layers_total"]], self.stage_s,
+                             [*self.send_s, 0.0], self.memory, self.device_time_by_bound, strict=True))]
+        out["links"] = self.links
+        return out
+
+    def summary_json(self) -> str:
+        import json
+
+        from .result import _round
+
+        return json.dumps(_round(self.summary()), sort_keys=True, indent=2)
+
+    def to_perfetto(self, path=None) -> str:
+        import json
+
+        doc = {"traceEvents": self.trace_events(), "displayTimeUnit": "ns"}
+        text = json.dumps(doc)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def trace_events(self) -> list[dict]:
+        """A process per pipeline stage (its representative device, named by rank and
+        node), one track for its kernels, one for its sends, idle time as bubble slices."""
+        ev: list[dict] = []
+        us = 1e6
+        lay = self.layout
+        for s, res in enumerate(self.stages):
+            rank = lay.stage_rank(s)
+            pid = s
+            ev.append({"ph": "M", "pid": pid, "tid": 0, "name": "process_name",
+                       "args": {"name": f"stage {s}: device {rank} (node {lay.node_of(rank)}, tp {lay.tp} ep {lay.ep})"}})
+            ev.append({"ph": "M", "pid": pid, "tid": 1, "name": "thread_name", "args": {"name": "kernels"}})
+            ev.append({"ph": "M", "pid": pid, "tid": 2, "name": "thread_name", "args": {"name": "send"}})
+            ev.append({"ph": "M", "pid": pid, "tid": 3, "name": "thread_name", "args": {"name": "pipeline bubble"}})
+            df = res.ops
+            keep = ~((df["kind"] == "view") & (df["end_s"] <= df["start_s"]))
+            names, kinds = df["name"][keep].tolist(), df["kind"][keep].tolist()
+            st, en = df["start_s"][keep].to_numpy(), df["end_s"][keep].to_numpy()
+            prev = 0.0
+            for m in range(self.start.shape[1]):
+                t0 = float(self.start[s, m])
+                if t0 > prev + 1e-12:
+                    ev.append({"ph": "X", "pid": pid, "tid": 3, "name": "bubble", "cat": "bubble",
+                               "ts": prev * us, "dur": (t0 - prev) * us})
+                for nm, kd, a, b in zip(names, kinds, st, en, strict=True):
+                    ev.append({"ph": "X", "pid": pid, "tid": 1, "name": nm, "cat": kd, "ts": (t0 + a) * us,
+                               "dur": (b - a) * us, "args": {"microbatch": m}})
+                prev = float(self.end[s, m])
+                if s < len(self.stages) - 1:
+                    ev.append({"ph": "X", "pid": pid, "tid": 2, "name": f"send mb {m} ({LEVELS[lay.p2p_level(s)]})",
+                               "cat": "p2p", "ts": prev * us, "dur": self.send_s[s] * us,
+                               "args": {"bytes": self.send_bytes}})
+            step = self.step_time_s
+            if step > prev + 1e-12:
+                ev.append({"ph": "X", "pid": pid, "tid": 3, "name": "bubble", "cat": "bubble",
+                           "ts": prev * us, "dur": (step - prev) * us})
+        return ev
+
+
+def simulate_scaled(graph, system, *, tp: int = 1, pp: int = 1, ep: int = 1, nodes: int | None = None,
+                    microbatches: int | None = None, imbalance: float | None = None, launch: str = "eager",
+                    placement=None, engine: str = "auto", batch: int | None = None) -> ScaledResult:
+    """Simulate one step of ``graph`` (one micro-batch of one EP rank's sequences, unsharded)
+    over the layout; ``batch``: the whole step's sequences (for tokens/s; default
+    ``graph batch x M x ep``)."""
+    from hw_models.catalog import load
+    from workloads.expert_parallel import check_degree as check_ep
+    from workloads.expert_parallel import expert_shard
+    from workloads.tensor_parallel import check_degree as check_tp
+    from workloads.tensor_parallel import shard
+
+    from . import collective_mode, gc_paused, simulate
+    from .placement import Placement
+
+    system = load(system)
+    if nodes is not None:
+        system = with_nodes(system, nodes)
+    cfg = graph.meta.get("config") or {}
+    layers = int(cfg.get("num_layers") or 0)
+    lay = layout(system, tp, pp, ep, layers or None)
+    M = int(microbatches) if microbatches else lay.pp
+    if M < 1:
+        raise ScaleOutError(f"--microbatches must be >= 1, got {microbatches}")
+    imb = default_imbalance() if imbalance is None else float(imbalance)
+    check_tp(graph, lay.tp)
+    check_ep(graph, lay.ep)
+    if lay.pp > 1 and not layers:
+        raise ScaleOutError("--pp needs a decoder model with layers (an LLM from the zoo or a config.json)")
+    if lay.tp > 1 or lay.ep > 1:
+        if system.interconnect is None:
+            raise ScaleOutError(f"system {system.id!r} has no interconnect for tensor or expert parallelism")
+    placement = (placement if placement is not None else Placement()).validate(system)
+    with gc_paused():
+        g = shard(graph, lay.tp) if lay.tp > 1 else graph
+        g = expert_shard(g, lay.ep, imb) if lay.ep > 1 else g
+        for op in g.ops:
+            if op.kind == "collective":
+                collective_mode(op, g.meta, launch)
+        if lay.pp > 1:
+            per, head, tail, where = layer_times(g, system, placement, lay)
+            idx = sorted(per)
+            starts = balance([per[k] for k in idx], lay.pp, head, tail)
+            starts = [idx[0] + s for s in starts]
+            stages = stage_graphs(g, where, starts, idx[-1] + 1)
+        else:
+            starts = [0]
+            g.meta["layers"] = (0, layers)
+            stages = [g]
+        fn = _cost_fn(lay)
+        results = [simulate(sg, system, launch=launch, tp=1, placement=placement, engine=engine, cost_fn=fn)
+                   for sg in stages]
+    for r in results:
+        r.meta["tp"] = lay.tp
+    stage_s = [r.step_time_s for r in results]
+    tokens = int(graph.meta.get("batch") or 1) * (int(graph.meta.get("prompt") or 1)
+                                                  if graph.meta.get("phase") == "prefill" else 1)
+    hidden = int(cfg.get("hidden") or 0)
+    send_bytes = float(tokens * hidden * activation_bytes())
+    send_s = [link_time(lay.p2p_level(s), send_bytes, system) for s in range(lay.pp - 1)]
+    start, end = schedule(stage_s, send_s, M)
+    step = float(end[-1, -1])
+    tbbs = []
+    for s, r in enumerate(results):
+        d = {k: v * M for k, v in r.time_by_bound.items()}
+        idle = step - M * stage_s[s]
+        if idle > 1e-15:
+            d["pipeline_bubble"] = idle
+        tbbs.append(d)
+    tbb: dict[str, float] = {}
+    for d in tbbs:
+        for k, v in d.items():
+            tbb[k] = tbb.get(k, 0.0) + v / len(tbbs)
+    mem = stage_memory(stages, g, lay.tp, max(layers, 1))
+    cap = float(system.device.main_memory.capacity.value)
+    links = _links(results, stages, lay, M, send_bytes, send_s)
+    b_step = int(batch) if batch else int(graph.meta.get("batch") or 1) * M * lay.ep
+    steady = max(M * max(stage_s), sum(stage_s) + sum(send_s))
+    per_seq = (int(graph.meta.get("prompt") or 1) if graph.meta.get("phase") == "prefill" else 1)
+    totals = {
+        "step_time_s": step,
+        "steady_step_s": steady,
+        "bubble_share": float(np.mean([d.get("pipeline_bubble", 0.0) for d in tbbs]) / step) if step else 0.0,
+        "microbatch_s": stage_s,
+        "flops": float(sum(r.totals["flops"] for r in results) * M * lay.ep),
+        "bytes": float(sum(r.totals["bytes"] for r in results) * M * lay.ep),
+        "memory_floor_s": float(sum(r.totals["memory_floor_s"] for r in results) * M),
+        "compute_floor_s": float(sum(r.totals["compute_floor_s"] for r in results) * M),
+        "host_time_s": float(max(r.totals["host_time_s"] for r in results) * M),
+        "device_busy_s": float(max(r.totals["device_busy_s"] for r in results) * M),
+        "kernels": int(sum(r.totals["kernels"] for r in results)),
+        "tokens_per_s": float(b_step * per_seq / step) if step else None,
+        "steady_tokens_per_s": float(b_step * per_seq / steady) if steady else None,
+        "devices": lay.world,
+        "unknown_ops": int(sum(r.totals["unknown_ops"] for r in results)),
+        "engine": results[0].totals["engine"],
+        "placement": results[0].totals["placement"],
+    }
+    meta = {**results[0].meta, "tp": lay.tp, "pp": lay.pp, "ep": lay.ep, "nodes": system.nodes,
+            "devices_per_node": system.num_devices, "microbatches": M, "batch": b_step,
+            "microbatch": int(graph.meta.get("batch") or 1), "ep_imbalance": imb if lay.ep > 1 else None,
+            "layers_total": layers if lay.pp > 1 else (layers or 0)}
+    if lay.pp == 1:
+        meta["layers_total"] = layers
+    return ScaledResult(meta, lay, results, starts, stage_s, send_s, send_bytes, start, end, mem, cap,
+                        totals, tbb, tbbs, links)
+
+
+def _links(results, stages, lay: Layout, M: int, send_bytes: float, send_s: list[float]) -> dict[str, dict[str, float]]:
+    """Per link level: bytes one device moves on it and the seconds its collectives and
+    sends spend there over the step (the stage whose device spends the most)."""
+    out = {lv: {"bytes": 0.0, "seconds": 0.0} for lv in LEVELS.values()}
+    for s, (r, sg) in enumerate(zip(results, stages, strict=True)):
+        acc = {lv: [0.0, 0.0] for lv in LEVELS.values()}
+        dur = r.ops["duration_s"].to_numpy()
+        for i, op in enumerate(sg.ops):
+            if op.kind != "collective":
+                continue
+            lv_info = op.attrs.get("levels")
+            if lv_info:
+                for k, (b, t) in lv_info.items():
+                    acc[LEVELS[k]][0] += b
+                    acc[LEVELS[k]][1] += t
+            else:
+                kind = physics.collective_kind(op.attrs.get("collective") or "all_reduce")
+                n = int(op.attrs.get("n") or 1)
+                traffic, _ = physics.collective_terms(kind, n, "ring")
+                acc[LEVELS["interconnect"]][0] += traffic * float(op.attrs.get("bytes") or 0.0)
+                acc[LEVELS["interconnect"]][1] += float(dur[i])
+        if s < len(results) - 1:
+            lv = LEVELS[lay.p2p_level(s)]
+            acc[lv][0] += send_bytes
+            acc[lv][1] += send_s[s]
+        for lv, (b, t) in acc.items():
+            if t * M > out[lv]["seconds"]:
+                out[lv] = {"bytes": b * M, "seconds": t * M}
+    return out
