@@ -99,11 +99,10 @@ MODELS = {
     "TheBloke/Llama-2-7B-GPTQ": "llama-2-7b", "TheBloke/Llama-2-13B-chat-GPTQ": "llama-2-13b",
     "TheBloke/Llama-2-70B-GPTQ": "llama-2-70b", "meta-llama/Llama-3.3-70B-Instruct": "llama-3.1-70b",
     "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b", "nvidia/Llama-3.3-70B-Instruct-FP8": "llama-3.1-70b",
-    # scale-out models (issue 16); DeepSeek-R1 keeps DeepSeek-V3's architecture. The
-    # base "meta-llama/Meta-Llama-3.1-405B" id stays unmapped so the single-node gpt-fast
-    # 405B case keeps its earlier (unpredicted) status
+    # scale-out models; DeepSeek-R1 keeps DeepSeek-V3's architecture
     "deepseek-ai/DeepSeek-V3": "deepseek-v3", "deepseek-ai/DeepSeek-R1": "deepseek-v3",
     "deepseek-ai/DeepSeek-R1-0528": "deepseek-v3", "meta-llama/Llama-3.1-405B-Instruct": "llama-3.1-405b",
+    "meta-llama/Meta-Llama-3.1-405B": "llama-3.1-405b",
 }
 
 #: published hardware labels -> catalog ids (an unstated H100 or A100 form is taken as SXM; said per case)
