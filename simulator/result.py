@@ -73,7 +73,26 @@ def _round(x: Any) -> Any:
     return x
 
 
-class SimResult:
+class StepTotals:
+    """What every step result reads off its ``totals`` and ``time_by_bound``."""
+
+    __slots__ = ()
+    totals: dict[str, Any]
+    time_by_bound: dict[str, float]
+
+    @property
+    def step_time_s(self) -> float:
+        return float(self.totals["step_time_s"])
+
+    @property
+    def bottleneck(self) -> str:
+        if not self.time_by_bound:
+            return "none"
+        k = max(sorted(self.time_by_bound), key=lambda b: self.time_by_bound[b])
+        return "host/launch" if k == "host" else k
+
+
+class SimResult(StepTotals):
     """One simulated step. ``ops`` (one row per op, program order) and ``copies``
     (prefetch copies, may be empty) are DataFrames built on first use: a caller that
     wants the totals (a planner sweep) never pays for them."""
@@ -101,17 +120,6 @@ class SimResult:
         if callable(self._copies):
             self._copies = self._copies()
         return self._copies
-
-    @property
-    def step_time_s(self) -> float:
-        return float(self.totals["step_time_s"])
-
-    @property
-    def bottleneck(self) -> str:
-        if not self.time_by_bound:
-            return "none"
-        k = max(sorted(self.time_by_bound), key=lambda b: self.time_by_bound[b])
-        return "host/launch" if k == "host" else k
 
     def summary(self) -> dict[str, Any]:
         out = {k: self.meta.get(k) for k in SUMMARY_KEYS[:SUMMARY_KEYS.index("step_time_s")]}

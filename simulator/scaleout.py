@@ -51,6 +51,8 @@ import yaml
 
 from hw_models import physics
 
+from .result import StepTotals
+
 CONFIG = Path(__file__).with_name("scaleout.yaml")
 #: names of the two link levels as the report shows them
 LEVELS = {"interconnect": "intra-node", "network": "inter-node"}
@@ -378,7 +380,7 @@ def _kv_graph(graph) -> float:
 
 
 @dataclass
-class ScaledResult:
+class ScaledResult(StepTotals):
     """One step over a TP x EP x PP layout (see the module doc)."""
 
     meta: dict[str, Any]
@@ -396,17 +398,6 @@ class ScaledResult:
     time_by_bound: dict[str, float] = field(default_factory=dict)
     device_time_by_bound: list[dict[str, float]] = field(default_factory=list)
     links: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def step_time_s(self) -> float:
-        return float(self.totals["step_time_s"])
-
-    @property
-    def bottleneck(self) -> str:
-        if not self.time_by_bound:
-            return "none"
-        k = max(sorted(self.time_by_bound), key=lambda b: self.time_by_bound[b])
-        return "host/launch" if k == "host" else k
 
     def summary(self) -> dict[str, Any]:
         from .result import SUMMARY_KEYS

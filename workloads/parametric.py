@@ -456,20 +456,14 @@ class FamilyArrays:
                 flop_op.append(i)
                 flop_pair_key.append((k, dtype))
                 p += 1
-            for t, r in reads:
-                acc_leaf.append(p)
-                acc_role.append(r)
-                acc_op.append(i)
-                acc_read.append(True)
-                acc_tensor.append(t)
-                p += 1
-            for t, r in writes:
-                acc_leaf.append(p)
-                acc_role.append(r)
-                acc_op.append(i)
-                acc_read.append(False)
-                acc_tensor.append(t)
-                p += 1
+            for is_read, accesses in ((True, reads), (False, writes)):
+                for t, r in accesses:
+                    acc_leaf.append(p)
+                    acc_role.append(r)
+                    acc_op.append(i)
+                    acc_read.append(is_read)
+                    acc_tensor.append(t)
+                    p += 1
             p += sum(ranks)
             if kind == "@matmul":
                 mm.append((i, p + _attr_leaf(attrs_sk, "m"), p + _attr_leaf(attrs_sk, "n")))

@@ -51,7 +51,7 @@ def _tier(system, name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from roofsim.outputs import atomic_file, check_file
+    from roofsim.outputs import check_file
 
     given = fill_step_args(args)
     for name in ("batch", "context", "prompt", "tp"):
@@ -82,14 +82,20 @@ def run(args: argparse.Namespace) -> int:
     from simulator import simulate
 
     res = simulate(graph, system, launch=args.launch, tp=args.tp, placement=placement, engine=args.engine)
+    return _emit(res, args, lambda: (_table(res, args), _quant_table(res, graph.meta)))
+
+
+def _emit(res, args, table) -> int:
+    """Write the Perfetto trace if asked, then the summary as JSON or ``table()``."""
+    from roofsim.outputs import atomic_file
+
     if args.trace_out:
         with atomic_file(args.trace_out, "--trace-out") as tmp:
             res.to_perfetto(tmp)
     if args.format == "json":
         sys.stdout.write(res.summary_json() + "\n")
     else:
-        _table(res, args)
-        _quant_table(res, graph.meta)
+        table()
     if args.trace_out:
         print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
     return 0
@@ -98,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
 def _scaled(args, given, system, placement) -> int:
     """A step over pipeline stages, expert-parallel ranks or nodes (``roofsim.scaleout``)."""
     from roofsim import scaleout
-    from roofsim.outputs import atomic_file
     from simulator.scaleout import simulate_scaled, with_nodes
     from workloads import build
 
@@ -111,16 +116,7 @@ def _scaled(args, given, system, placement) -> int:
                           imbalance=args.ep_imbalance, launch=args.launch, placement=placement, engine=args.engine,
                           batch=args.batch)
     scaleout.check_memory(res, system)
-    if args.trace_out:
-        with atomic_file(args.trace_out, "--trace-out") as tmp:
-            res.to_perfetto(tmp)
-    if args.format == "json":
-        sys.stdout.write(res.summary_json() + "\n")
-    else:
-        scaleout.table(res)
-    if args.trace_out:
-        print(f"wrote trace {args.trace_out} (open in https://ui.perfetto.dev)", file=sys.stderr)
-    return 0
+    return _emit(res, args, lambda: scaleout.table(res))
 
 
 def _table(res, args) -> None:
