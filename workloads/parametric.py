@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import GEMM_KINDS, Access, Op
 
 #: fit points: batch x length (context for decode, prompt for prefill)
 BATCHES = (1, 2)
@@ -52,8 +52,6 @@ MIN_LENGTH = {"decode": 1, "prefill": 2}
 STEP_KEYS = ("batch", "context", "prompt")
 #: on-disk layout of a family (bump when it changes)
 FORMAT = 1
-
-_MATMULS = ("matmul", "gemv")
 
 
 class NotParametric(Exception):
@@ -73,7 +71,7 @@ def basis(b: int, x: int) -> list[int]:
 
 def _kind_token(op: Op) -> str:
     a = op.attrs
-    if op.kind in _MATMULS and "m" in a and "n" in a and op.kind == _matmul_kind(a["m"], a["n"]):
+    if op.kind in GEMM_KINDS and "m" in a and "n" in a and op.kind == _matmul_kind(a["m"], a["n"]):
         return "@matmul"  # matmul or gemv, read back from m and n
     return op.kind
 
