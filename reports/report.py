@@ -18,9 +18,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hw_models.intervals import union_length
+
 from . import figures, html
 from .breakdown import attribute, plot_breakdown
-from .frames import canonical, device_ops, union_length
+from .frames import canonical, device_ops
 from .summary import describe_bound, sentences
 from .timeline_plot import plot_timeline
 

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw_models.intervals import union_length
+
 from .engine import LAUNCH_MODES, WRITEBACK, PerOp, Plan, Timeline, build_plan, run_simpy
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
@@ -236,20 +238,6 @@ def floors(graph, system, placement, arrays=None) -> tuple[float, float]:
     return mem, comp
 
 
-def _busy_union(start: np.ndarray, end: np.ndarray) -> float:
-    """Length of the union of [start, end) intervals."""
-    keep = end > start
-    if not keep.any():
-        return 0.0
-    s, e = start[keep], end[keep]
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    reach = np.maximum.accumulate(e)
-    prev = np.concatenate(([-np.inf], reach[:-1]))
-    seg_start = np.maximum(s, prev)
-    return float(np.sum(np.maximum(e - seg_start, 0.0)))
-
-
 def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
     """The ``SimResult``: totals now, the per-op table when someone reads it.
     ``costs`` as ``build_plan`` takes them."""
@@ -281,7 +269,7 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         "memory_floor_s": mem_floor,
         "compute_floor_s": comp_floor,
         "host_time_s": tl.host_busy,
-        "device_busy_s": _busy_union(tl.start, tl.end),
+        "device_busy_s": union_length(tl.start, tl.end),
         "kernels": ga.kernels,
         "tokens_per_s": _tokens(meta, step),
         "unknown_ops": int(unknown.sum()),
