@@ -21,6 +21,7 @@ from hw_models.intervals import union_length
 from .engine import LAUNCH_MODES, WRITEBACK, PerOp, Plan, Timeline, build_plan, run_simpy
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
+from .resources import NO_RESOURCE
 from .result import SimResult, category, resource_category
 
 __all__ = ["simulate", "simulate_point", "SimResult", "SimulationError"]
@@ -301,7 +302,7 @@ def _ops_table(ga, group_of, reps, terms, unknown, plan: Plan, tl: Timeline) -> 
     gl = group_of.tolist()
     resource = []
     for i in range(n):
-        if tl.slowed_by[i] >= 0:
+        if tl.slowed_by[i] != NO_RESOURCE:
             resource.append(names[tl.slowed_by[i]])
         elif plan.res[i] and terms[i] in ("memory", "link", "pim", "collective"):
             k = int(np.argmax(plan.work[i]))
@@ -394,7 +395,7 @@ def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float
 def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
     if plan.n == 0:
         return {"host": step} if step > 0 else {}
-    if plan.chain and not (tl.slowed_by >= 0).any():
+    if plan.chain and not (tl.slowed_by != NO_RESOURCE).any():
         return _time_by_bound_chain(plan, tl, terms, step)
     out: dict[str, float] = {}
     main = np.flatnonzero(plan.lane == 0)
@@ -419,7 +420,7 @@ def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str],
             out[terms[i]] = out.get(terms[i], 0.0) + base
             if busy > base:
                 r = tl.slowed_by[i]
-                t = resource_category(names[r]) if r >= 0 else terms[i]
+                t = resource_category(names[r]) if r != NO_RESOURCE else terms[i]
                 out[t] = out.get(t, 0.0) + busy - base
         prev = max(prev, e)
     if step - prev > tol:

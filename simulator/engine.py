@@ -47,12 +47,17 @@ import simpy
 
 from hw_models import physics
 
-from .resources import SharedBandwidth
+from .resources import NO_RESOURCE, SharedBandwidth
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
 
 
-#: ``Copy.after`` of a write-back: it starts when its op ends
+# ``Copy.after`` is an op index (the copy starts when that op starts) or one of these:
+#: the copy starts when the op that needs it is issued (no earlier layer to overlap)
+AFTER_ISSUE = -1
+#: the copy starts at time zero (the first layer's bytes)
+AT_ONCE = -2
+#: a write-back: it starts when its op ends
 WRITEBACK = -3
 
 
@@ -61,7 +66,7 @@ class Copy:
     """A prefetch copy: far-tier bytes one op needs, moved ahead of it over a link."""
 
     op: int  # index of the op that needs the bytes
-    after: int  # op index whose start opens the window; -1: when the op is issued; -2: at once; WRITEBACK
+    after: int  # op index whose start opens the window, or AFTER_ISSUE, AT_ONCE or WRITEBACK
     res: list[int]
     work: list[float]
     floor: float
@@ -356,9 +361,9 @@ def _add_prefetch(plan: Plan, graph, system, placement, rid, params) -> None:
         reads = far_bytes(op.reads)
         if reads:
             L = layer_of(op.module)
-            after = first_of_layer.get(L - 1, -1) if L is not None else -1
-            if after == -1 and L is not None:
-                after = -2  # first layer: free to start at time zero
+            after = first_of_layer.get(L - 1, AFTER_ISSUE) if L is not None else AFTER_ISSUE
+            if after == AFTER_ISSUE and L is not None:
+                after = AT_ONCE  # first layer: free to start at time zero
             plan.copy_of[i] = len(plan.copies)
             plan.copies.append(copy(i, after, reads, "h2d"))
         writes = far_bytes(op.writes)
@@ -376,7 +381,7 @@ class Timeline:
     issue: np.ndarray
     start: np.ndarray
     end: np.ndarray
-    slowed_by: np.ndarray  # resource index whose contended flow drained last, -1 if none
+    slowed_by: np.ndarray  # resource index whose contended flow drained last, NO_RESOURCE if none
     copy_start: np.ndarray
     copy_end: np.ndarray
     host_busy: float
@@ -396,7 +401,7 @@ def run_simpy(plan: Plan) -> Timeline:
     issue = [nan] * n if serial else np.cumsum(plan.host_cost).tolist()
     start = [nan] * n
     end = [nan] * n
-    slowed = [-1] * n
+    slowed = [NO_RESOURCE] * n
     ncopy = len(plan.copies)
     cstart = [nan] * ncopy
     cend = [nan] * ncopy
@@ -493,7 +498,7 @@ def run_simpy(plan: Plan) -> Timeline:
             if cp.after >= 0:
                 if start[cp.after] != start[cp.after]:
                     yield wait(start_wait, cp.after)
-            elif cp.after == -1:
+            elif cp.after == AFTER_ISSUE:
                 yield from until_issued(cp.op)
             cstart[k] = env.now
             job = yield bw_start(cp.res, cp.work, cp.floor, cp.tail)

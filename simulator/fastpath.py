@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import Plan, Timeline
+from .resources import NO_RESOURCE
 
 
 def chain_times(host_cost: np.ndarray, dur: np.ndarray, serial_host: bool = False
@@ -47,7 +48,7 @@ def run_fast(plan: Plan) -> Timeline:
         raise ValueError("the fast path is exact only for a single-stream chain without prefetch")
     issue, start, end = chain_times(plan.host_cost, plan.dur, plan.serial_host)
     empty = np.zeros(0)
-    return Timeline(issue, start, end, np.full(plan.n, -1, dtype=np.int64), empty, empty,
+    return Timeline(issue, start, end, np.full(plan.n, NO_RESOURCE, dtype=np.int64), empty, empty,
                     float(plan.host_cost.sum()))
 
 
