@@ -4,6 +4,10 @@ The engine (``simulator.engine``) replays a ``WorkloadGraph`` on a ``SystemSpec`
 issuing kernels, device streams, processor-sharing bandwidth, prefetch copies. The fast
 path (``simulator.fastpath``) gives the same answer in closed form for a single-stream
 chain. Per-op costs come from ``simulator.costmodel.graph_costs``.
+
+Why one long module: the entry points (``simulate``, ``simulate_point``) and the
+assembly of a ``SimResult`` from the engine's timeline (totals, floors, time by bound)
+that both of them share.
 """
 
 from __future__ import annotations

@@ -33,6 +33,11 @@ Physics (docs/architecture.md, "The physics"):
   start when the host issues the op. Copies run in program order on one stream.
   Far-tier bytes an op writes (new KV entries) are written to device memory and copied
   back over the link's device->host direction by a write-back stream once the op ends.
+
+Why one long module: the code is the physics above, in three parts that share
+``EnginePlan``: the graph as flat arrays (``GraphArrays``), the plan with its prefetch
+copies (``build_engine_plan``), and the simpy replay (``run_simpy``).
+``simulator.fastpath`` is the closed form of the same recurrences.
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ float products and the derivation rounds the exact integer once.
 
 Domain: ``B >= 1``; ``X >= MIN_LENGTH[phase]`` (a decode step over an empty cache reads
 no cache, a one-token prefill takes no causal mask: both are traced as they are).
+
+Why one long module: the skeleton and leaf encoding, the exact fit, the on-disk format
+and the derived graphs' arrays (``FamilyArrays``, ``FamilyPoint``) all read one leaf
+order; kept in one file, a change to that order is one diff.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ maps to ``w:<param name>`` with role ``weight``; KV-cache storages are tagged ``
 with role ``kv_cache``; everything else is an activation ``a<n>``.
 
 Each ``Op.shapes`` lists the shapes of the op's tensor inputs, then of its outputs.
+
+Why one long module: ``Tracer.on_aten`` is one dispatch over the cost formulas that
+``workloads.rules`` names (a branch per ``cost``), and the modes, hooks and ``trace``
+around it share the tracer's state.
 """
 
 from __future__ import annotations
