@@ -96,22 +96,6 @@ def device_ops(df: pd.DataFrame) -> pd.DataFrame:
     return ops.sort_values("start_s").reset_index(drop=True)
 
 
-def union_length(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Length of the union of intervals: time at least one of them was busy."""
-    if len(starts) == 0:
-        return 0.0
-    order = np.argsort(starts, kind="stable")
-    s, e = np.asarray(starts, float)[order], np.asarray(ends, float)[order]
-    total, cur_s, cur_e = 0.0, s[0], e[0]
-    for a, b in zip(s[1:], e[1:], strict=True):
-        if a > cur_e:
-            total += cur_e - cur_s
-            cur_s, cur_e = a, b
-        else:
-            cur_e = max(cur_e, b)
-    return float(total + cur_e - cur_s)
-
-
 def _link_lanes(resource: Any) -> list[str]:
     if not isinstance(resource, str):
         return []

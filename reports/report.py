@@ -1,10 +1,10 @@
-"""``roofsim report``: trace, simulate and explain one model on one or more machines, and
-write a self-contained ``report.html`` with the figures and CSV tables it shows.
+"""``roofsim report``'s page: turn simulated steps into figures, tables and a
+self-contained ``report.html``.
 
-Two layers: :func:`section` turns one simulated step (its summary dict and per-op frame)
-into figures and tables with no knowledge of how they were produced, so tests can feed
-it hand-made frames; :func:`build_report` runs the pipeline (workloads -> simulator ->
-roofline, validation, planner) and renders the page.
+:func:`section` turns one simulated step (its summary dict and per-op frame) into
+figures and tables with no knowledge of how they were produced, so tests can feed it
+hand-made frames; :func:`write_html` renders the page. ``roofsim.reporting`` runs the
+pipeline (workloads -> simulator -> roofline, validation, planner) that feeds them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hw_models.intervals import union_length
+
 from . import figures, html
 from .breakdown import attribute, plot_breakdown
-from .frames import canonical, device_ops, union_length
+from .frames import canonical, device_ops
 from .summary import describe_bound, sentences
 from .timeline_plot import plot_timeline
 

@@ -12,6 +12,14 @@ STEP_DEFAULTS = {"phase": "decode", "batch": 1, "context": 2048, "prompt": 512, 
 PRECISION_FLAGS = ("precision", "weights", "activations", "kv_cache", "group_size", "quant_kernel")
 
 
+def fusion_policies():
+    """The ``--fusion`` choices: the fusion registry itself (``workloads.fusion.POLICIES``),
+    so a policy added with ``register_policy`` before the arguments are parsed is accepted."""
+    from workloads.fusion import POLICIES
+
+    return POLICIES
+
+
 def add_precision_args(p: argparse.ArgumentParser, dtype: bool = True) -> None:
     """--precision (and its older name --dtype), --weights, --activations, --kv-cache,
     --group-size and --quant-kernel (``workloads.precision``, ``workloads.quantkernels``)."""
@@ -47,7 +55,7 @@ def add_step_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=int, default=None, help="decode: tokens already in the KV cache (default 2048)")
     p.add_argument("--prompt", type=int, default=None, help="prefill: prompt tokens (default 512)")
     add_precision_args(p)
-    p.add_argument("--fusion", choices=("none", "compile", "serving"), default="none",
+    p.add_argument("--fusion", choices=fusion_policies(), default="none",
                    help="which kernels run: none (eager PyTorch, default), compile (torch.compile), serving "
                         "(vLLM/TensorRT-LLM-style fused kernels)")
 

@@ -1,20 +1,15 @@
 """User-facing errors: one clear line, exit status 2, never a traceback.
 
-Leaf packages (``hw_models``, ``workloads``) cannot import this module, so they mark
-their own bad-input errors with ``user_facing = True``; the CLI treats both alike.
+``UserError`` and ``is_user_facing`` are defined in ``hw_models.errors`` (the lowest
+layer, so ``validation`` raises them without importing this package) and re-exported
+here; ``Interrupted`` belongs to the CLI alone.
 """
 
 from __future__ import annotations
 
+from hw_models.errors import UserError, is_user_facing
 
-class UserError(ValueError):
-    """Bad input from the user. The message names the field or value and what is allowed."""
-
-    user_facing = True
-
-
-def is_user_facing(exc: BaseException) -> bool:
-    return bool(getattr(exc, "user_facing", False))
+__all__ = ["Interrupted", "UserError", "is_user_facing"]
 
 
 class Interrupted(KeyboardInterrupt):

@@ -4,6 +4,10 @@ The engine (``simulator.engine``) replays a ``WorkloadGraph`` on a ``SystemSpec`
 issuing kernels, device streams, processor-sharing bandwidth, prefetch copies. The fast
 path (``simulator.fastpath``) gives the same answer in closed form for a single-stream
 chain. Per-op costs come from ``simulator.costmodel.graph_costs``.
+
+Why one long module: the entry points (``simulate``, ``simulate_point``) and the
+assembly of a ``SimResult`` from the engine's timeline (totals, floors, time by bound)
+that both of them share.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine import LAUNCH_MODES, WRITEBACK, PerOp, Plan, Timeline, build_plan, run_simpy
+from hw_models.intervals import union_length
+
+from .engine import LAUNCH_MODES, WRITEBACK, EnginePlan, PerOp, Timeline, build_engine_plan, run_simpy
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
+from .resources import NO_RESOURCE
 from .result import SimResult, category, resource_category
 
 __all__ = ["simulate", "simulate_point", "SimResult", "SimulationError"]
@@ -93,13 +100,13 @@ def simulate(
         else:
             per_op = list(cost_fn(graph, system, placement))
             costs = (np.arange(len(per_op), dtype=np.int64), per_op)
-        plan = build_plan(graph, system, costs, launch, placement, params)
-        if engine == "fast" and not plan.chain:
+        eplan = build_engine_plan(graph, system, costs, launch, placement, params)
+        if engine == "fast" and not eplan.chain:
             raise SimulationError("engine 'fast' needs a single-stream chain without prefetch; use 'simpy' or 'auto'")
-        used = "fast" if engine == "fast" or (engine == "auto" and plan.chain) else "simpy"
-        tl = run_fast(plan) if used == "fast" else run_simpy(plan)
+        used = "fast" if engine == "fast" or (engine == "auto" and eplan.chain) else "simpy"
+        tl = run_fast(eplan) if used == "fast" else run_simpy(eplan)
         meta = _meta(graph, system, launch, tp, placement, used)
-        return assemble(graph, system, costs, plan, tl, meta, placement, tp)
+        return assemble(graph, system, costs, eplan, tl, meta, placement, tp)
 
 
 def collective_mode(op, meta: dict, launch: str) -> None:
@@ -158,10 +165,10 @@ def simulate_point(point, system, *, launch: str = "eager", tp: int = 1, placeme
         table = TermTable(terms)
         reps = costs_of(table, evaluate(table, params), [0] * table.n)
         costs = (group_of, reps)
-        plan = build_plan(point, system, costs, launch, None, params, arrays=point)
-        tl = run_fast(plan)
+        eplan = build_engine_plan(point, system, costs, launch, None, params, arrays=point)
+        tl = run_fast(eplan)
         meta = _meta(point, system, launch, tp, placement, "fast")
-        return assemble(point, system, costs, plan, tl, meta, placement, tp)
+        return assemble(point, system, costs, eplan, tl, meta, placement, tp)
 
 
 def point_supported(point, placement) -> bool:
@@ -236,26 +243,12 @@ def floors(graph, system, placement, arrays=None) -> tuple[float, float]:
     return mem, comp
 
 
-def _busy_union(start: np.ndarray, end: np.ndarray) -> float:
-    """Length of the union of [start, end) intervals."""
-    keep = end > start
-    if not keep.any():
-        return 0.0
-    s, e = start[keep], end[keep]
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    reach = np.maximum.accumulate(e)
-    prev = np.concatenate(([-np.inf], reach[:-1]))
-    seg_start = np.maximum(s, prev)
-    return float(np.sum(np.maximum(e - seg_start, 0.0)))
-
-
-def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
+def assemble(graph, system, costs, eplan: EnginePlan, tl: Timeline, meta: dict, placement, tp: int) -> SimResult:
     """The ``SimResult``: totals now, the per-op table when someone reads it.
-    ``costs`` as ``build_plan`` takes them."""
+    ``costs`` as ``build_engine_plan`` takes them."""
     from .engine import graph_arrays
 
-    ga = plan.arrays if plan.arrays is not None else graph_arrays(graph)
+    ga = eplan.arrays if eplan.arrays is not None else graph_arrays(graph)
     n = ga.n
     if isinstance(costs, tuple):
         group_of, reps = np.asarray(costs[0], dtype=np.int64), costs[1]
@@ -271,7 +264,7 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         ends.append(tl.copy_end.max())
     step = float(max(max(ends), tl.host_busy))
     mem_floor, comp_floor = floors(graph, system, placement, ga)
-    tbb = _time_by_bound(plan, tl, terms, plan.resource_names, step)
+    tbb = _time_by_bound(eplan, tl, terms, eplan.resource_names, step)
     unknown = ga.unknown | np.array([bool(getattr(reps[g], "unknown", False)) for g in range(len(reps))],
                                     dtype=bool)[group_of] if n else ga.unknown
     totals = {
@@ -281,7 +274,7 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
         "memory_floor_s": mem_floor,
         "compute_floor_s": comp_floor,
         "host_time_s": tl.host_busy,
-        "device_busy_s": _busy_union(tl.start, tl.end),
+        "device_busy_s": union_length(tl.start, tl.end),
         "kernels": ga.kernels,
         "tokens_per_s": _tokens(meta, step),
         "unknown_ops": int(unknown.sum()),
@@ -290,54 +283,54 @@ def assemble(graph, system, costs, plan: Plan, tl: Timeline, meta: dict, placeme
     }
 
     def ops_table() -> pd.DataFrame:
-        return _ops_table(ga, group_of, reps, terms, unknown, plan, tl)
+        return _ops_table(ga, group_of, reps, terms, unknown, eplan, tl)
 
     def copies_table() -> pd.DataFrame:
         ops = ga.ops
         return pd.DataFrame({
-            "op_id": [ops[cp.op].id for cp in plan.copies],
-            "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in plan.copies],
-            "resource": [cp.resource for cp in plan.copies],
-            "bytes": [float(cp.nbytes) for cp in plan.copies],
+            "op_id": [ops[cp.op].id for cp in eplan.copies],
+            "kind": ["writeback" if cp.after == WRITEBACK else "prefetch" for cp in eplan.copies],
+            "resource": [cp.resource for cp in eplan.copies],
+            "bytes": [float(cp.nbytes) for cp in eplan.copies],
             "start_s": tl.copy_start,
             "end_s": tl.copy_end,
         })
 
-    return SimResult(meta, ops_table, copies_table, totals, tbb, list(plan.lanes), list(plan.resource_names))
+    return SimResult(meta, ops_table, copies_table, totals, tbb, list(eplan.lanes), list(eplan.resource_names))
 
 
-def _ops_table(ga, group_of, reps, terms, unknown, plan: Plan, tl: Timeline) -> pd.DataFrame:
+def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeline) -> pd.DataFrame:
     ops = ga.ops
     n = ga.n
-    names = plan.resource_names
+    names = eplan.resource_names
     gl = group_of.tolist()
     resource = []
     for i in range(n):
-        if tl.slowed_by[i] >= 0:
+        if tl.slowed_by[i] != NO_RESOURCE:
             resource.append(names[tl.slowed_by[i]])
-        elif plan.res[i] and terms[i] in ("memory", "link", "pim", "collective"):
-            k = int(np.argmax(plan.work[i]))
-            resource.append(names[plan.res[i][k]])
+        elif eplan.res[i] and terms[i] in ("memory", "link", "pim", "collective"):
+            k = int(np.argmax(eplan.work[i]))
+            resource.append(names[eplan.res[i][k]])
         elif terms[i] == "compute":
             resource.append(f"dev{ops[i].device}.compute")
         elif terms[i] == "atomic":
             resource.append(f"dev{ops[i].device}.atomics")
         else:
             resource.append(f"dev{ops[i].device}.launch")
-    lanes = plan.lanes
+    lanes = eplan.lanes
     return pd.DataFrame({
         "id": [op.id for op in ops],
         "name": [op.name for op in ops],
         "kind": list(ga.kinds),
         "module": [op.module for op in ops],
-        "device": [lanes[k][0] for k in plan.lane] if n else [],
-        "stream": [lanes[k][1] for k in plan.lane] if n else [],
-        "host_s": plan.host_cost,
+        "device": [lanes[k][0] for k in eplan.lane] if n else [],
+        "stream": [lanes[k][1] for k in eplan.lane] if n else [],
+        "host_s": eplan.host_cost,
         "issue_s": tl.issue,
         "start_s": tl.start,
         "end_s": tl.end,
         "duration_s": tl.end - tl.start,
-        "time_s": plan.dur,
+        "time_s": eplan.dur,
         "roofline_s": [float(reps[g].roofline_s) for g in gl],
         "bound": [reps[g].bound for g in gl],
         "term": list(terms),
@@ -360,13 +353,13 @@ def _tokens(meta: dict, step: float) -> float | None:
     return float(per_step / step)
 
 
-def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float) -> dict[str, float]:
+def _time_by_bound_chain(eplan: EnginePlan, tl: Timeline, terms: list[str], step: float) -> dict[str, float]:
     """``_time_by_bound`` of a single-stream chain (no copies, no other lanes, nothing
     stretched), in arrays: every idle gap waits for the host. Each term's seconds are
     added in the same order as the loop adds them (``bincount`` adds in index order), so
     the figures are the loop's to the last bit."""
     tol = 1e-12
-    s, e, dur = tl.start, tl.end, plan.dur
+    s, e, dur = tl.start, tl.end, eplan.dur
     prev = np.maximum.accumulate(np.concatenate(([0.0], e[:-1])))
     prev = np.maximum(prev, 0.0)
     gap = s - prev
@@ -382,7 +375,7 @@ def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float
         cats = ["host", *dict.fromkeys(terms)]
         code = {c: i for i, c in enumerate(cats)}
         tcode = np.array([code[t] for t in terms], dtype=np.int64)
-    n = plan.n
+    n = eplan.n
     idx = np.empty(3 * n, dtype=np.int64)
     val = np.empty(3 * n)
     live = np.empty(3 * n, dtype=bool)
@@ -403,16 +396,16 @@ def _time_by_bound_chain(plan: Plan, tl: Timeline, terms: list[str], step: float
     return {k: v for k, v in out.items() if v > 0}
 
 
-def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
-    if plan.n == 0:
+def _time_by_bound(eplan: EnginePlan, tl: Timeline, terms: list[str], names: list[str], step: float) -> dict[str, float]:
+    if eplan.n == 0:
         return {"host": step} if step > 0 else {}
-    if plan.chain and not (tl.slowed_by >= 0).any():
-        return _time_by_bound_chain(plan, tl, terms, step)
+    if eplan.chain and not (tl.slowed_by != NO_RESOURCE).any():
+        return _time_by_bound_chain(eplan, tl, terms, step)
     out: dict[str, float] = {}
-    main = np.flatnonzero(plan.lane == 0)
+    main = np.flatnonzero(eplan.lane == 0)
     prev = 0.0
     tol = 1e-12
-    copy_end = {cp.op: tl.copy_end[k] for k, cp in enumerate(plan.copies) if cp.after != WRITEBACK}
+    copy_end = {cp.op: tl.copy_end[k] for k, cp in enumerate(eplan.copies) if cp.after != WRITEBACK}
     for i in main.tolist():
         s, e = float(tl.start[i]), float(tl.end[i])
         gap = s - prev
@@ -422,16 +415,16 @@ def _time_by_bound(plan: Plan, tl: Timeline, terms: list[str], names: list[str],
             elif abs(tl.issue[i] - s) <= 1e-12 * max(1.0, s) + 1e-15:
                 why = "host"
             else:
-                deps = [d for d in plan.deps[i] if abs(tl.end[d] - s) <= 1e-12 * max(1.0, s) + 1e-15]
+                deps = [d for d in eplan.deps[i] if abs(tl.end[d] - s) <= 1e-12 * max(1.0, s) + 1e-15]
                 why = terms[deps[0]] if deps else "host"
             out[why] = out.get(why, 0.0) + gap
         busy = e - max(s, prev)
         if busy > 0:
-            base = min(busy, float(plan.dur[i]))
+            base = min(busy, float(eplan.dur[i]))
             out[terms[i]] = out.get(terms[i], 0.0) + base
             if busy > base:
                 r = tl.slowed_by[i]
-                t = resource_category(names[r]) if r >= 0 else terms[i]
+                t = resource_category(names[r]) if r != NO_RESOURCE else terms[i]
                 out[t] = out.get(t, 0.0) + busy - base
         prev = max(prev, e)
     if step - prev > tol:

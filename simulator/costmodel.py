@@ -39,7 +39,7 @@ Where an op's bytes come from (the rules, in order):
   are warm iff its working set fits in a cache (``resident=frozenset()`` asks for a
   cold run). ``graph_costs`` tracks freshness along program order (``residency``).
 
-Compute: matrix kinds (``MATRIX_KINDS``) with a GEMM shape run on ``matrix[dtype]``
+Compute: matrix kinds (``workloads.op.MATRIX_KINDS``) with a GEMM shape run on ``matrix[dtype]``
 with the library's best tile (``physics.gemm_tiles``: waves, padding, operand
 streaming from ``device.operand_level``); the rest on ``vector[dtype]``, at the unit's
 per-kind curve where it lists one (``ComputeUnit.kind_efficiency``). Causal attention
@@ -70,14 +70,10 @@ import numpy as np
 
 from hw_models import physics
 from hw_models.spec import DTYPES, SystemSpec
-from workloads.op import Op
+from workloads.op import GEMM_KINDS, MATRIX_KINDS, Op
 
 from .params import ParamError, Params, compute_unit, unit_label
 from .placement import DEVICE, Placement
-
-#: kinds that run on the matrix engines (tensor cores, AMX); flash attention and
-#: expert GEMMs are matrix work too
-MATRIX_KINDS = frozenset({"matmul", "gemv", "conv", "attention", "moe"})
 
 #: decode attention has at most this many query rows: a GEMV over the cache, with its
 #: own efficiency key (``attention.decode``), unlike prefill's square tiles
@@ -348,7 +344,7 @@ class Structure:
 
 def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
     """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind not in ("gemv", "matmul") or op.attrs.get("quant"):
+    if op.kind not in GEMM_KINDS or op.attrs.get("quant"):
         return None  # PIM banks multiply 16-bit weights; a quantised kernel runs on the device
     where = pl.tier_of("weight")
     t = st.tiers.get(where)

@@ -12,7 +12,7 @@ Physics (docs/architecture.md, "The physics"):
   on the host here (no synchronising op, an unbounded launch queue), so the host's
   issue times are the running sum of its costs, computed once; the stream processes
   wait for them with simpy timeouts (one event fewer per op than a host process).
-  Except on a CPU device (``Plan.serial_host``): the thread that dispatches is the one
+  Except on a CPU device (``EnginePlan.serial_host``): the thread that dispatches is the one
   that computes, so op ``i``'s dispatch starts only when op ``i-1`` has ended,
   ``issue_i = max(issue_{i-1}, end_{i-1}) + host_cost_i``; a host process walks the ops.
 * **Streams.** Each (device, stream) is a process that starts its next op at
@@ -33,6 +33,11 @@ Physics (docs/architecture.md, "The physics"):
   start when the host issues the op. Copies run in program order on one stream.
   Far-tier bytes an op writes (new KV entries) are written to device memory and copied
   back over the link's device->host direction by a write-back stream once the op ends.
+
+Why one long module: the code is the physics above, in three parts that share
+``EnginePlan``: the graph as flat arrays (``GraphArrays``), the plan with its prefetch
+copies (``build_engine_plan``), and the simpy replay (``run_simpy``).
+``simulator.fastpath`` is the closed form of the same recurrences.
 """
 
 from __future__ import annotations
@@ -47,12 +52,17 @@ import simpy
 
 from hw_models import physics
 
-from .resources import SharedBandwidth
+from .resources import NO_RESOURCE, SharedBandwidth
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
 
 
-#: ``Copy.after`` of a write-back: it starts when its op ends
+# ``Copy.after`` is an op index (the copy starts when that op starts) or one of these:
+#: the copy starts when the op that needs it is issued (no earlier layer to overlap)
+AFTER_ISSUE = -1
+#: the copy starts at time zero (the first layer's bytes)
+AT_ONCE = -2
+#: a write-back: it starts when its op ends
 WRITEBACK = -3
 
 
@@ -61,7 +71,7 @@ class Copy:
     """A prefetch copy: far-tier bytes one op needs, moved ahead of it over a link."""
 
     op: int  # index of the op that needs the bytes
-    after: int  # op index whose start opens the window; -1: when the op is issued; -2: at once; WRITEBACK
+    after: int  # op index whose start opens the window, or AFTER_ISSUE, AT_ONCE or WRITEBACK
     res: list[int]
     work: list[float]
     floor: float
@@ -71,7 +81,7 @@ class Copy:
 
 
 @dataclass
-class Plan:
+class EnginePlan:
     """Everything the engines need, as flat arrays in program order (no op objects)."""
 
     host_cost: np.ndarray
@@ -89,7 +99,7 @@ class Plan:
     #: dispatch op ``i`` before op ``i-1`` has finished, ``issue_i = max(issue_{i-1},
     #: end_{i-1}) + host_cost_i``
     serial_host: bool = False
-    #: the graph's ``GraphArrays`` (set by ``build_plan``)
+    #: the graph's ``GraphArrays`` (set by ``build_engine_plan``)
     arrays: object = None
 
     @property
@@ -256,8 +266,8 @@ class _NoDeps:
 _NO_DEPS = _NoDeps()
 
 
-def build_plan(graph, system, costs, launch: str, placement=None, params=None, arrays=None) -> Plan:
-    """The engines' plan. ``costs``: one ``OpCost`` per op, or ``(group of each op, OpCost
+def build_engine_plan(graph, system, costs, launch: str, placement=None, params=None, arrays=None) -> EnginePlan:
+    """The engines' input (``EnginePlan``). ``costs``: one ``OpCost`` per op, or ``(group of each op, OpCost
     of each group)`` as ``costmodel.grouped_costs`` gives them (each group is read once).
     ``arrays``: the graph's ``GraphArrays`` (or a ``FamilyPoint``) if the caller has them."""
     from .params import Params
@@ -307,15 +317,15 @@ def build_plan(graph, system, costs, launch: str, placement=None, params=None, a
     gl = group_of.tolist()
     # per-group lists read through each op's group: the engines never change them in place
     res, work = PerOp(gres, gl), PerOp(gwork, gl)
-    plan = Plan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
+    eplan = EnginePlan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
                 [list(d) for d in ga.deps] if ga.has_deps else _NO_DEPS.get(n), res, work,
                 gtail[group_of], names, serial_host=system.device.serial_dispatch.value, arrays=ga)
     if placement is not None and placement.prefetch:
-        _add_prefetch(plan, graph, system, placement, rid, params)
-    return plan
+        _add_prefetch(eplan, graph, system, placement, rid, params)
+    return eplan
 
 
-def _add_prefetch(plan: Plan, graph, system, placement, rid, params) -> None:
+def _add_prefetch(eplan: EnginePlan, graph, system, placement, rid, params) -> None:
     """One copy per op reading far-tier (host/CXL) weights or KV cache; see module doc."""
     first_of_layer: dict[int, int] = {}
     for i, op in enumerate(graph.ops):
@@ -349,26 +359,26 @@ def _add_prefetch(plan: Plan, graph, system, placement, rid, params) -> None:
             floor = max(floor, latency + stream)
             lat = max(lat, latency)
             nbytes += b
-        return Copy(i, after, r, w, floor, lat, nbytes, names_of(r, plan))
+        return Copy(i, after, r, w, floor, lat, nbytes, names_of(r, eplan))
 
     writebacks = []
     for i, op in enumerate(graph.ops):
         reads = far_bytes(op.reads)
         if reads:
             L = layer_of(op.module)
-            after = first_of_layer.get(L - 1, -1) if L is not None else -1
-            if after == -1 and L is not None:
-                after = -2  # first layer: free to start at time zero
-            plan.copy_of[i] = len(plan.copies)
-            plan.copies.append(copy(i, after, reads, "h2d"))
+            after = first_of_layer.get(L - 1, AFTER_ISSUE) if L is not None else AFTER_ISSUE
+            if after == AFTER_ISSUE and L is not None:
+                after = AT_ONCE  # first layer: free to start at time zero
+            eplan.copy_of[i] = len(eplan.copies)
+            eplan.copies.append(copy(i, after, reads, "h2d"))
         writes = far_bytes(op.writes)
         if writes:
             writebacks.append(copy(i, WRITEBACK, writes, "d2h"))
-    plan.copies.extend(writebacks)
+    eplan.copies.extend(writebacks)
 
 
-def names_of(res: list[int], plan: Plan) -> str:
-    return ",".join(plan.resource_names[r] for r in res)
+def names_of(res: list[int], eplan: EnginePlan) -> str:
+    return ",".join(eplan.resource_names[r] for r in res)
 
 
 @dataclass
@@ -376,42 +386,42 @@ class Timeline:
     issue: np.ndarray
     start: np.ndarray
     end: np.ndarray
-    slowed_by: np.ndarray  # resource index whose contended flow drained last, -1 if none
+    slowed_by: np.ndarray  # resource index whose contended flow drained last, NO_RESOURCE if none
     copy_start: np.ndarray
     copy_end: np.ndarray
     host_busy: float
 
 
-def run_simpy(plan: Plan) -> Timeline:
-    """Replay ``plan`` with simpy; see the module docstring for the physics."""
-    n = plan.n
+def run_simpy(eplan: EnginePlan) -> Timeline:
+    """Replay ``eplan`` with simpy; see the module docstring for the physics."""
+    n = eplan.n
     env = simpy.Environment()
-    bw = SharedBandwidth(env, plan.resource_names)
+    bw = SharedBandwidth(env, eplan.resource_names)
     nan = float("nan")
     # The host process: nothing on the device feeds back on the host in this model (no
     # synchronising op, an unbounded launch queue), so its issue times are exactly the
     # running sum of its costs. Computing them up front replaces one simpy event per op
     # and changes no result; streams then wait for each issue time with a timeout.
-    serial = plan.serial_host
-    issue = [nan] * n if serial else np.cumsum(plan.host_cost).tolist()
+    serial = eplan.serial_host
+    issue = [nan] * n if serial else np.cumsum(eplan.host_cost).tolist()
     start = [nan] * n
     end = [nan] * n
-    slowed = [-1] * n
-    ncopy = len(plan.copies)
+    slowed = [NO_RESOURCE] * n
+    ncopy = len(eplan.copies)
     cstart = [nan] * ncopy
     cend = [nan] * ncopy
     end_wait: dict[int, simpy.Event] = {}
     cend_wait: dict[int, simpy.Event] = {}
     start_wait: dict[int, simpy.Event] = {}
-    dur = plan.dur.tolist()
-    tail = plan.tail.tolist()
-    res, work, deps = plan.res, plan.work, plan.deps
+    dur = eplan.dur.tolist()
+    tail = eplan.tail.tolist()
+    res, work, deps = eplan.res, eplan.work, eplan.deps
     if isinstance(res, PerOp):  # plain lists for the hot loop
         res = [res.items[g] for g in res.group_of]
     if isinstance(work, PerOp):
         work = [work.items[g] for g in work.group_of]
-    copy_of = plan.copy_of
-    copies = plan.copies
+    copy_of = eplan.copy_of
+    copies = eplan.copies
     timeout = env.timeout
     bw_start, finish, wait_job = bw.start, bw.finish, bw.wait
 
@@ -433,7 +443,7 @@ def run_simpy(plan: Plan) -> Timeline:
     def serial_host_proc():
         # one thread dispatches and runs: op i's dispatch starts when op i-1 has ended
         t = 0.0
-        host_cost = plan.host_cost.tolist()
+        host_cost = eplan.host_cost.tolist()
         for i in range(n):
             if i > 0:
                 if end[i - 1] != end[i - 1]:
@@ -493,7 +503,7 @@ def run_simpy(plan: Plan) -> Timeline:
             if cp.after >= 0:
                 if start[cp.after] != start[cp.after]:
                     yield wait(start_wait, cp.after)
-            elif cp.after == -1:
+            elif cp.after == AFTER_ISSUE:
                 yield from until_issued(cp.op)
             cstart[k] = env.now
             job = yield bw_start(cp.res, cp.work, cp.floor, cp.tail)
@@ -516,10 +526,10 @@ def run_simpy(plan: Plan) -> Timeline:
                 yield wait_job(job)
             cend[k] = env.now
 
-    lane = plan.lane
+    lane = eplan.lane
     if serial:
         env.process(serial_host_proc())
-    for li in range(len(plan.lanes)):
+    for li in range(len(eplan.lanes)):
         env.process(lane_proc(np.flatnonzero(lane == li).tolist()))
     if copies:
         env.process(prefetch_proc())
@@ -529,5 +539,5 @@ def run_simpy(plan: Plan) -> Timeline:
         raise RuntimeError("simulation deadlocked: some ops never ran (a dependency cycle across streams)")
     return Timeline(
         np.array(issue), np.array(start), np.array(end), np.array(slowed, dtype=np.int64),
-        np.array(cstart), np.array(cend), float(plan.host_cost.sum()),
+        np.array(cstart), np.array(cend), float(eplan.host_cost.sum()),
     )

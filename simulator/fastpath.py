@@ -8,8 +8,8 @@ runs at a time, so no bandwidth is shared and each op takes its cost-model durat
 
 unrolls to ``end_i = C_i + max_{j<=i}(issue_j - C_{j-1})`` with ``C`` the running sum
 of durations: one ``cumsum`` and one ``maximum.accumulate``. On a CPU device
-(``Plan.serial_host``) dispatch and kernels alternate on one thread: one running sum.
-``simulate(engine="auto")`` uses it exactly when ``Plan.chain`` holds; tests check it
+(``EnginePlan.serial_host``) dispatch and kernels alternate on one thread: one running sum.
+``simulate(engine="auto")`` uses it exactly when ``EnginePlan.chain`` holds; tests check it
 against the simpy engine.
 """
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import Plan, Timeline
+from .engine import EnginePlan, Timeline
+from .resources import NO_RESOURCE
 
 
 def chain_times(host_cost: np.ndarray, dur: np.ndarray, serial_host: bool = False
@@ -42,13 +43,13 @@ def chain_times(host_cost: np.ndarray, dur: np.ndarray, serial_host: bool = Fals
     return issue, start, end
 
 
-def run_fast(plan: Plan) -> Timeline:
-    if not plan.chain:
+def run_fast(eplan: EnginePlan) -> Timeline:
+    if not eplan.chain:
         raise ValueError("the fast path is exact only for a single-stream chain without prefetch")
-    issue, start, end = chain_times(plan.host_cost, plan.dur, plan.serial_host)
+    issue, start, end = chain_times(eplan.host_cost, eplan.dur, eplan.serial_host)
     empty = np.zeros(0)
-    return Timeline(issue, start, end, np.full(plan.n, -1, dtype=np.int64), empty, empty,
-                    float(plan.host_cost.sum()))
+    return Timeline(issue, start, end, np.full(eplan.n, NO_RESOURCE, dtype=np.int64), empty, empty,
+                    float(eplan.host_cost.sum()))
 
 
 def steady_period(host_total, dur_total, serial_host=False):

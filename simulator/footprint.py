@@ -29,6 +29,10 @@ its capacity per device. A tier beyond the device (host DRAM, CXL, PIM) is share
 all ``num_devices`` of the system, and a plan runs every replica at once, so each
 device is given ``capacity / num_devices`` of it. Which tier each role lives in comes
 from the placement (``Placement.tier_of(role)``; ``"device"`` means device memory).
+
+Why one long module: weights, KV cache, activations and tier capacity are a few short
+functions each, sharing the per-tier accounting of ``Footprint``; ``kv_capacity``
+(serving) reads the same counts.
 """
 
 from __future__ import annotations

@@ -34,6 +34,12 @@ import simpy
 #: a flow with less work than this (seconds, 1 ps) counts as finished; guards float residue
 _EPS = 1e-12
 _INF = float("inf")
+#: ``Job.slowed_by`` and ``Job.last_res`` (and the engine's ``Timeline.slowed_by``) before
+#: any flow has drained: no resource (indices are >= 0)
+NO_RESOURCE = -1
+#: ``Job.end_at`` until every flow has drained; once known it is a time, so ``>= 0.0``
+#: tests whether it is known
+END_UNKNOWN = -1.0
 
 
 class Job:
@@ -50,9 +56,9 @@ class Job:
         self.tail = tail
         self.event = event
         self.done_at = start  # when the last drained flow drained
-        self.end_at = -1.0  # known once every flow has drained
-        self.slowed_by = -1  # resource whose flow drained last (what stretched it, if it was stretched)
-        self.last_res = -1
+        self.end_at = END_UNKNOWN  # known once every flow has drained
+        self.slowed_by = NO_RESOURCE  # resource whose flow drained last (what stretched it, if it was stretched)
+        self.last_res = NO_RESOURCE
         self.solo = False  # running alone on its resources (see the module docstring)
 
 

@@ -39,6 +39,9 @@ reproduces). Error against direct simulation on a held-out grid: see
 Under ``launch="eager"`` a host-bound step hides kernels behind dispatch; the
 decomposition then adds attention kernels a host-bound step partly hides (an upper
 bound); serving engines run CUDA graphs (``launch="graph"``, the default here).
+
+Why one long module: most of it is this docstring and ``StepModel``, whose terms share
+one grid and one cache; the two graph builders at the end exist only for it.
 """
 
 from __future__ import annotations

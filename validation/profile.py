@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from roofsim.errors import UserError
+from hw_models.errors import UserError
 
 #: GPU kernel name patterns -> op kind (first match wins)
 KERNEL_KINDS = [

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import GEMM_KINDS, Access, Op
 
 #: op kinds a pointwise/reduction fuser can put in one kernel
 FUSIBLE = frozenset({"elementwise", "reduction", "norm", "softmax", "copy", "view"})
@@ -214,7 +214,7 @@ def _reads_only(op: Op, ops: list[Op], group: list[int]) -> bool:
 
 
 def _proj_key(op: Op):
-    if op.kind not in ("matmul", "gemv") or not any(a.role == "weight" for a in op.reads):
+    if op.kind not in GEMM_KINDS or not any(a.role == "weight" for a in op.reads):
         return None
     act = [a.tensor for a in op.reads if a.role != "weight"]
     a = op.attrs

@@ -29,6 +29,20 @@ KINDS = (
 )
 ROLES = ("weight", "activation", "kv_cache", "output")
 
+# Sets of kinds, one definition each. They differ on purpose: each answers its own question.
+#: kinds that run on the matrix engines (tensor cores, AMX): the cost model's compute
+#: unit and overlap; flash attention and expert GEMMs are matrix work too
+MATRIX_KINDS = frozenset({"matmul", "gemv", "conv", "attention", "moe"})
+#: matrix kinds that multiply by a weight: the tracer stores their weights at a policy's
+#: bytes per element and labels their FLOPs with its matmul dtype (attention has no weight)
+WEIGHT_MATRIX_KINDS = MATRIX_KINDS - {"attention"}
+#: kinds whose weights a quantised kernel family reads (no family quantises convolutions)
+QUANTIZED_KINDS = WEIGHT_MATRIX_KINDS - {"conv"}
+#: dense matrix products (a GEMM or its one-row GEMV): tensor parallelism splits their
+#: weights by module name (a MoE block is split by its experts instead), fusion merges
+#: sibling projections, PIM banks run them, and parametric families choose between the two
+GEMM_KINDS = frozenset({"matmul", "gemv"})
+
 
 @dataclass(slots=True)
 class Access:

@@ -26,6 +26,10 @@ float products and the derivation rounds the exact integer once.
 
 Domain: ``B >= 1``; ``X >= MIN_LENGTH[phase]`` (a decode step over an empty cache reads
 no cache, a one-token prefill takes no causal mask: both are traced as they are).
+
+Why one long module: the skeleton and leaf encoding, the exact fit, the on-disk format
+and the derived graphs' arrays (``FamilyArrays``, ``FamilyPoint``) all read one leaf
+order; kept in one file, a change to that order is one diff.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import GEMM_KINDS, Access, Op
 
 #: fit points: batch x length (context for decode, prompt for prefill)
 BATCHES = (1, 2)
@@ -52,8 +56,6 @@ MIN_LENGTH = {"decode": 1, "prefill": 2}
 STEP_KEYS = ("batch", "context", "prompt")
 #: on-disk layout of a family (bump when it changes)
 FORMAT = 1
-
-_MATMULS = ("matmul", "gemv")
 
 
 class NotParametric(Exception):
@@ -73,7 +75,7 @@ def basis(b: int, x: int) -> list[int]:
 
 def _kind_token(op: Op) -> str:
     a = op.attrs
-    if op.kind in _MATMULS and "m" in a and "n" in a and op.kind == _matmul_kind(a["m"], a["n"]):
+    if op.kind in GEMM_KINDS and "m" in a and "n" in a and op.kind == _matmul_kind(a["m"], a["n"]):
         return "@matmul"  # matmul or gemv, read back from m and n
     return op.kind
 

@@ -28,12 +28,10 @@ from __future__ import annotations
 import math
 
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import QUANTIZED_KINDS, Access, Op
 from .precision import FLOATS, FORMAT_BYTES, GROUPED, Precision
 from .quantkernels import Family, math_dtype
 
-#: op kinds whose weights a quantised kernel reads
-MATRIX_KINDS = ("matmul", "gemv", "moe")
 #: dequantised copies of weights and 8-bit copies of activations are named ``<tensor>@<what>``
 DEQUANT_SUFFIX = "@deq"
 
@@ -64,7 +62,7 @@ def _is_lm_head(op: Op) -> bool:
 
 def quantized_weights(op: Op, f: Family) -> list[Access]:
     """The weight reads of ``op`` the family stores quantised (module docstring)."""
-    if op.kind not in MATRIX_KINDS or (_is_lm_head(op) and not f.quantizes_lm_head):
+    if op.kind not in QUANTIZED_KINDS or (_is_lm_head(op) and not f.quantizes_lm_head):
         return []
     return [a for a in op.reads if a.role == "weight" and not a.tensor.endswith(".bias")
             and not a.tensor.endswith(".gate.weight")]  # a MoE router is a tiny 16-bit GEMM

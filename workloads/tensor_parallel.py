@@ -34,7 +34,7 @@ import math
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import GEMM_KINDS, Access, Op
 
 #: module-name suffixes whose weight is split along output features
 COLUMN = frozenset({
@@ -45,8 +45,6 @@ COLUMN = frozenset({
 ROW = frozenset({"o_proj", "out_proj", "down_proj", "w2", "fc2", "dense_4h_to_h", "c_proj", "dense"})
 #: column-parallel modules whose sharded output must be gathered again (vocab-split logits)
 GATHER_AFTER = frozenset({"lm_head"})
-
-_MATRIX = ("matmul", "gemv")
 
 
 class TensorParallelError(WorkloadError):
@@ -117,7 +115,7 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
             for a in op.reads + op.writes:
                 a.bytes = _split(a.bytes, n)
             dequantized.update(a.tensor for a in op.writes)
-        elif op.kind in _MATRIX and suf in COLUMN:
+        elif op.kind in GEMM_KINDS and suf in COLUMN:
             mode = "column"
             scale_flops = True
             for a in op.reads:
@@ -132,7 +130,7 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
                 for a in op.writes:
                     after.append(_collective(0, "all_gather", a.tensor, a.bytes * n, n, op))
                     sharded.discard(a.tensor)
-        elif (op.kind in _MATRIX and suf in ROW and any(a.tensor in sharded for a in op.reads)) or op.kind == "moe":
+        elif (op.kind in GEMM_KINDS and suf in ROW and any(a.tensor in sharded for a in op.reads)) or op.kind == "moe":
             mode = "row"
             scale_flops = True
             for a in op.reads:

@@ -11,6 +11,10 @@ maps to ``w:<param name>`` with role ``weight``; KV-cache storages are tagged ``
 with role ``kv_cache``; everything else is an activation ``a<n>``.
 
 Each ``Op.shapes`` lists the shapes of the op's tensor inputs, then of its outputs.
+
+Why one long module: ``Tracer.on_aten`` is one dispatch over the cost formulas that
+``workloads.rules`` names (a branch per ``cost``), and the modes, hooks and ``trace``
+around it share the tracer's state.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch.utils._pytree import tree_leaves
 
 from . import rules
 from .graph import WorkloadGraph
-from .op import Access, Op
+from .op import WEIGHT_MATRIX_KINDS, Access, Op
 from .steps import DtypePolicy
 
 DTYPE_LABELS = {
@@ -49,12 +53,9 @@ def dtype_label(dt: torch.dtype) -> str:
     return DTYPE_LABELS.get(dt, str(dt).replace("torch.", ""))
 
 
-MATRIX_KINDS = ("matmul", "gemv", "moe", "conv")
-
-
 def weight_bytes(ops: list[Op], param_sizes: dict[str, tuple[int, int]], policy: DtypePolicy) -> int:
     """Bytes the parameters occupy: those read by matrix ops at the policy's bytes/element."""
-    matrix = {a.tensor for op in ops if op.kind in MATRIX_KINDS for a in op.reads if a.role == "weight"}
+    matrix = {a.tensor for op in ops if op.kind in WEIGHT_MATRIX_KINDS for a in op.reads if a.role == "weight"}
     total = 0.0
     for name, (n, size) in param_sizes.items():
         quantised = policy.weight_bytes is not None and name in matrix
@@ -118,7 +119,7 @@ class Tracer:
     def nbytes(self, t: torch.Tensor, kind: str = "", elems: int | None = None) -> int:
         n = _unique_elems(t) if elems is None else elems
         name = self.name(t)
-        if self.policy.weight_bytes is not None and kind in MATRIX_KINDS and self.role(name) == "weight" \
+        if self.policy.weight_bytes is not None and kind in WEIGHT_MATRIX_KINDS and self.role(name) == "weight" \
                 and t.dim() >= 2:
             return int(math.ceil(n * self.policy.weight_bytes))
         return n * t.element_size()
@@ -141,7 +142,7 @@ class Tracer:
         return op
 
     def flops_label(self, kind: str, dt: torch.dtype) -> str:
-        if kind in MATRIX_KINDS and self.policy.matmul_dtype:
+        if kind in WEIGHT_MATRIX_KINDS and self.policy.matmul_dtype:
             return self.policy.matmul_dtype
         return dtype_label(dt)
 

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from roofsim.outputs import check_dir
     from validation import compare
     from validation.calibrate import calibrate
-    from validation.harness.plan import cases
     from validation.harness.run import check_device
+    from validation.harness.suites import cases
 
     mode = args.mode or "full"
     device = check_device(args.device)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from roofsim.cliargs import add_precision_args, resolve_precision
+from roofsim.cliargs import add_precision_args, fusion_policies, resolve_precision
 from roofsim.errors import UserError
 
 TABLE_COLUMNS = [
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_precision_args(p)
     p.add_argument("--launch", choices=("eager", "graph"), default=None,
                    help="default eager (graph with --qps: serving engines replay CUDA graphs)")
-    p.add_argument("--fusion", choices=("none", "compile", "serving"), default=None,
+    p.add_argument("--fusion", choices=fusion_policies(), default=None,
                    help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style); "
                         "default none (serving with --qps)")
     p.add_argument(

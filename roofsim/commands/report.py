@@ -59,10 +59,10 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # figures go to files; never open a window, even where a display exists
-    from reports.pipeline import build_report
     from roofsim.cliargs import fill_step_args
     from roofsim.errors import Interrupted
     from roofsim.outputs import check_dir, staged_dir
+    from roofsim.reporting import build_report
 
     given = fill_step_args(args)
     if args.batch < 1 or args.context < 1 or args.prompt < 1:

@@ -17,7 +17,7 @@ import sys
 
 from tabulate import tabulate
 
-from roofsim.cliargs import add_precision_args, resolve_precision
+from roofsim.cliargs import add_precision_args, fusion_policies, resolve_precision
 from roofsim.errors import UserError
 
 SCHEDULER_HELP = "static (HF generate), continuous/vllm (vLLM), chunked/sarathi (Sarathi-Serve chunked prefill)"
@@ -49,7 +49,7 @@ def add_traffic_args(p: argparse.ArgumentParser, *, qps_required: bool = False) 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     add_precision_args(p)
-    p.add_argument("--fusion", choices=("none", "compile", "serving"), default="serving",
+    p.add_argument("--fusion", choices=fusion_policies(), default="serving",
                    help="kernels each step runs (default serving: vLLM-style)")
     p.add_argument("--launch", choices=("eager", "graph"), default="graph", help="default graph (CUDA graphs)")
     p.add_argument("--max-num-seqs", type=int, default=256)

@@ -26,7 +26,7 @@ def run() -> list[dict]:
     from hw_models import catalog
     from simulator import simulate
     from simulator.costmodel import graph_costs
-    from simulator.engine import build_plan, run_simpy
+    from simulator.engine import build_engine_plan, run_simpy
     from simulator.fastpath import run_fast
     from simulator.placement import Placement
     from workloads import build
@@ -35,17 +35,17 @@ def run() -> list[dict]:
     rows = []
     sys_ = catalog.load("h100-sxm")
     g = build("llama-3.1-8b", phase="decode", batch=1, context=2048)
-    plan = build_plan(g, sys_, graph_costs(g, sys_, Placement()), "eager")
+    eplan = build_engine_plan(g, sys_, graph_costs(g, sys_, Placement()), "eager")
     k = g.kernels
-    t = _median_time(lambda: run_simpy(plan), 5)
+    t = _median_time(lambda: run_simpy(eplan), 5)
     rows.append({"benchmark": "simpy engine, single stream", "value": k / t, "unit": "kernels/s",
                  "note": f"llama-3.1-8b decode b1 ({k} kernels, {len(g)} ops) on h100-sxm, {t * 1e3:.1f} ms"})
-    t = _median_time(lambda: run_fast(plan), 20)
+    t = _median_time(lambda: run_fast(eplan), 20)
     rows.append({"benchmark": "fast path", "value": k / t, "unit": "kernels/s",
                  "note": f"same graph, {t * 1e6:.0f} us"})
 
     big = shard(build("llama-3.1-70b", phase="decode", batch=64, context=8192), 8)
-    pre = build_plan(big, sys_, graph_costs(big, sys_, Placement(weights="host", prefetch=True)), "eager",
+    pre = build_engine_plan(big, sys_, graph_costs(big, sys_, Placement(weights="host", prefetch=True)), "eager",
                      Placement(weights="host", prefetch=True))
     t = _median_time(lambda: run_simpy(pre), 3)
     rows.append({"benchmark": "simpy engine, prefetch + contention", "value": big.kernels / t, "unit": "kernels/s",

@@ -85,7 +85,7 @@ def test_a_new_report_replaces_the_old_one_whole(h100_report, tmp_path):
 
 
 def test_an_interrupted_report_keeps_the_previous_one(h100_report, tmp_path, capsys, monkeypatch):
-    import reports.pipeline
+    import roofsim.reporting
 
     out = _copy(h100_report, tmp_path / "out")
     before = _tree(out)
@@ -93,7 +93,7 @@ def test_an_interrupted_report_keeps_the_previous_one(h100_report, tmp_path, cap
     def ctrl_c(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reports.pipeline, "comparison", ctrl_c)  # half the run's files are written by then
+    monkeypatch.setattr(roofsim.reporting, "comparison", ctrl_c)  # half the run's files are written by then
     rc = main([*REPORT, "--hardware", "l4", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 130 and err == [f"roofsim: interrupted; nothing written to {out} (a previous report there is kept)"]

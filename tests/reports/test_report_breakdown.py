@@ -3,8 +3,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hw_models.intervals import union_length
 from reports.breakdown import IDLE, attribute, plot_breakdown
-from reports.frames import device_ops, union_length
+from reports.frames import device_ops
 
 intervals = st.lists(
     st.tuples(st.floats(0, 1e-3), st.floats(0, 1e-3), st.sampled_from(["matmul", "norm", "attention"])),

@@ -10,8 +10,8 @@ from report_fakes import fake_step
 
 from reports import browser
 from reports.accuracy_plot import error_by_kind
-from reports.pipeline import accuracy_section, frontier_section
 from reports.report import comparison, section, write_html
+from reports.sections import accuracy_section, frontier_section
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from hw_models import physics
 from hw_models.catalog import load
 from hw_models.spec import TierSpec
 from simulator.costmodel import (
-    MATRIX_KINDS,
     graph_costs,
     op_cost,
     residency,
@@ -19,7 +18,7 @@ from simulator.costmodel import (
 from simulator.params import ParamError, Params
 from simulator.placement import Placement, PlacementError
 from workloads.graph import WorkloadGraph
-from workloads.op import Access, Op
+from workloads.op import MATRIX_KINDS, Access, Op
 
 H = 4096
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sim_helpers import h100, make_graph, stub_costs
 
 from simulator import simulate
-from simulator.engine import build_plan, run_simpy
+from simulator.engine import build_engine_plan, run_simpy
 from simulator.fastpath import chain_times, run_fast
 from workloads import build
 
@@ -27,9 +27,9 @@ _op = st.fixed_dictionaries({
 def test_fast_path_equals_simpy(specs, launch):
     g = make_graph(specs)
     sys_ = h100()
-    plan = build_plan(g, sys_, stub_costs(g, sys_, None), launch)
-    assert plan.chain
-    a, b = run_fast(plan), run_simpy(plan)
+    eplan = build_engine_plan(g, sys_, stub_costs(g, sys_, None), launch)
+    assert eplan.chain
+    a, b = run_fast(eplan), run_simpy(eplan)
     for x, y in ((a.issue, b.issue), (a.start, b.start), (a.end, b.end)):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-15)
     fast = simulate(g, sys_, launch=launch, engine="fast", cost_fn=stub_costs)

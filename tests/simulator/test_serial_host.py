@@ -12,7 +12,7 @@ from sim_helpers import make_graph, stub_costs
 
 from hw_models.catalog import load
 from simulator import simulate
-from simulator.engine import build_plan, run_simpy
+from simulator.engine import build_engine_plan, run_simpy
 from simulator.fastpath import chain_times, run_fast
 
 
@@ -66,13 +66,13 @@ _op = st.fixed_dictionaries({
 def test_fast_path_equals_simpy_with_a_serial_host(specs):
     g = make_graph(specs)
     sys_ = xeon()
-    plan = build_plan(g, sys_, stub_costs(g, sys_, None), "eager")
-    assert plan.chain and plan.serial_host
-    a, b = run_fast(plan), run_simpy(plan)
+    eplan = build_engine_plan(g, sys_, stub_costs(g, sys_, None), "eager")
+    assert eplan.chain and eplan.serial_host
+    a, b = run_fast(eplan), run_simpy(eplan)
     for x, y in ((a.issue, b.issue), (a.start, b.start), (a.end, b.end)):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-15)
     # serial: nothing overlaps, so the step is the sum of host costs and durations
-    assert b.end[-1] == pytest.approx(plan.host_cost.sum() + plan.dur.sum(), rel=1e-9, abs=1e-15)
+    assert b.end[-1] == pytest.approx(eplan.host_cost.sum() + eplan.dur.sum(), rel=1e-9, abs=1e-15)
 
 
 @settings(max_examples=20, deadline=None)
@@ -80,7 +80,7 @@ def test_fast_path_equals_simpy_with_a_serial_host(specs):
 def test_serial_host_on_two_streams_never_overlaps(pairs):
     g = make_graph([{"dur": d, "stream": s} for d, s in pairs])
     sys_ = xeon()
-    plan = build_plan(g, sys_, stub_costs(g, sys_, None), "eager")
-    tl = run_simpy(plan)
+    eplan = build_engine_plan(g, sys_, stub_costs(g, sys_, None), "eager")
+    tl = run_simpy(eplan)
     assert np.all(tl.start[1:] >= tl.end[:-1] - 1e-15)
-    assert tl.end.max() == pytest.approx(plan.host_cost.sum() + plan.dur.sum(), rel=1e-9, abs=1e-15)
+    assert tl.end.max() == pytest.approx(eplan.host_cost.sum() + eplan.dur.sum(), rel=1e-9, abs=1e-15)

@@ -4,8 +4,8 @@
 """
 
 from .cases import Case
-from .plan import cases
 from .run import run
 from .store import Store, StoreError, read_csv
+from .suites import cases
 
 __all__ = ["Case", "Store", "StoreError", "cases", "read_csv", "run"]

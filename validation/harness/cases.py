@@ -6,6 +6,10 @@ the harness times it and the tracer can trace exactly the same callable on ``met
 compulsory FLOPs and bytes the work implies, recorded beside each measurement.
 
 Only torch and the stdlib here: this runs on a bare GPU box.
+
+Why one long module: one short builder per measured op family plus ``_work``, the
+FLOPs and bytes each family implies, side by side so that what is timed and what it
+is credited with are read together.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import torch
 
 from . import sysinfo
 from .cases import Case
-from .plan import cases as plan_cases
 from .store import Store, StoreError
+from .suites import cases as suite_cases
 from .timing import CacheFlusher, measure
 
 
@@ -122,7 +122,7 @@ def run(
                              "machine measured them; use another --out")
         store.write_meta({**sysinfo.collect(device), "mode": mode})
         done = store.done_ids()
-        todo = [c for c in (case_list if case_list is not None else plan_cases(mode, device))]
+        todo = [c for c in (case_list if case_list is not None else suite_cases(mode, device))]
         flusher = None
         if any(c.params.get("cold") for c in todo if c.id not in done):
             flusher = CacheFlusher(device, _flush_bytes(device))

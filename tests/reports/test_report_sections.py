@@ -1,11 +1,11 @@
-"""The pipeline's adapters: planner tables and measurement rows into what the figures read."""
+"""The sections' adapters: planner tables and measured kernels into what the figures read."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from reports.pipeline import measured_points, normalize_plan, predicted_vs_measured
 from reports.report import ReportError
+from reports.sections import measured_points, normalize_plan
 
 
 def test_normalize_plan_reads_ms_columns_and_keeps_infeasible_rows():
@@ -20,19 +20,6 @@ def test_normalize_plan_reads_ms_columns_and_keeps_infeasible_rows():
 def test_normalize_plan_names_missing_columns():
     with pytest.raises(ReportError, match="TPOT"):
         normalize_plan(pd.DataFrame({"hardware": ["a"], "batch": [1]}))
-
-
-def test_rows_with_predictions_pass_through_and_bad_rows_drop():
-    rows = pd.DataFrame({"case_id": ["a", "b", "c"], "kind": ["matmul"] * 3, "median_s": [1e-5, 2e-5, 0.0],
-                         "predicted_s": [1.1e-5, np.nan, 1e-5], "flops": [1e6, 1e6, 1e6], "bytes": [1e3, 1e3, 1e3]})
-    out = predicted_vs_measured(rows, None)
-    assert out["case_id"].tolist() == ["a"] and out["measured_s"].iat[0] == 1e-5
-
-
-def test_rows_without_predictions_need_a_spec():
-    rows = pd.DataFrame({"case_id": ["a"], "kind": ["matmul"], "median_s": [1e-5], "status": ["ok"]})
-    with pytest.raises(ReportError, match="hardware.yaml"):
-        predicted_vs_measured(rows, None)
 
 
 def test_measured_points_use_measured_time_and_skip_work_free_cases():

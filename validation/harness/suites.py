@@ -1,4 +1,4 @@
-"""Which cases a run measures, per mode (tiny for tests, quick, full) and device."""
+"""The measurement suites: which cases a run measures, per mode (tiny for tests, quick, full) and device."""
 
 from __future__ import annotations
 

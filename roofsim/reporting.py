@@ -2,46 +2,31 @@
 analyse the roofline, compare with measurements, sweep the planner, render the page.
 
 Each stage's provider lives in its own package (workloads, simulator, validation,
-roofsim.planner); this module only wires them and turns their tables into sections.
+roofsim.planner) and each section's drawing in ``reports``; this module runs the stages
+and hands their tables to the drawing.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from . import figures, html
-from .accuracy_plot import error_by_kind, plot_error_by_kind, plot_pred_vs_measured
-from .frames import from_sim
-from .frontier_plot import plot_frontier
-from .report import ReportError, Section, comparison, section, slug, write_html
+from reports.frames import from_sim
+from reports.report import ReportError, Section, comparison, section, slug, write_html
+from reports.sections import (
+    accuracy_section,
+    frontier_section,
+    measured_points,
+    normalize_plan,
+    note_does_not_fit,
+    note_graph_replay,
+    page_sentences,
+    roofline_section,
+)
 
 PHASES = ("prefill", "decode")
-ROOFLINE_CAPTION = (
-    "Hierarchical roofline: one sloped ceiling per memory level and one flat ceiling per dtype peak of the matrix "
-    "and vector units; each op is a point at its arithmetic intensity and attained FLOP/s (alone, without host or "
-    "contention), sized by its share of the op time and coloured by kind. Ops with no FLOPs sit on the bottom edge.")
-
-
-def roofline_figure(graph, system, out_dir: Path, title: str, measured: pd.DataFrame | None = None):
-    """C's analysis and chart for one run: writes ops.csv, roofline.png/.svg, roofline.json."""
-    from reports.roofline_plot import plot_roofline
-    from simulator.roofline import analyze
-
-    df = analyze(graph, system)
-    df.to_csv(out_dir / "ops.csv", index=False)
-    shown = df if measured is None or measured.empty else pd.concat([df, measured], ignore_index=True)
-    stats = plot_roofline(shown, system, out_dir / "roofline.png", title=title)
-    plot_roofline(shown, system, out_dir / "roofline.svg", title=title)
-    stats = {k: v for k, v in stats.items() if k != "path"}
-    (out_dir / "roofline.json").write_text(json.dumps(stats, indent=2))
-    caption = ROOFLINE_CAPTION
-    if measured is not None and len(measured):
-        caption += f" Measured kernels ({len(measured)}) are overlaid as 'measured' points."
-    return figures.from_files("roofline", title, out_dir / "roofline.png", out_dir / "roofline.svg", caption)
 
 
 # -- measurements ---------------------------------------------------------------------------------------------
@@ -111,43 +96,6 @@ def predicted_vs_measured(rows: pd.DataFrame, system) -> pd.DataFrame:
     return out[(out["measured_s"] > 0) & (out["predicted_s"] > 0)].reset_index(drop=True)
 
 
-def measured_points(pvm: pd.DataFrame) -> pd.DataFrame:
-    """Measured kernels as roofline rows (kind 'measured'): intensity and attained FLOP/s from the measurement."""
-    m = pvm[(pvm.get("flops", 0) > 0) & (pvm.get("bytes", 0) > 0)] if {"flops", "bytes"} <= set(pvm.columns) else pvm.iloc[0:0]
-    return pd.DataFrame({"id": -1 - pd.RangeIndex(len(m)), "name": m.get("op", "measured"), "kind": "measured",
-                         "flops": m["flops"].to_numpy(float) if len(m) else [], "bytes": m["bytes"].to_numpy(float) if len(m) else [],
-                         "intensity": (m["flops"] / m["bytes"]).to_numpy(float) if len(m) else [],
-                         "time_s": m["measured_s"].to_numpy(float) if len(m) else []})
-
-
-def accuracy_section(pvm: pd.DataFrame, out: Path, source: str, system=None) -> dict[str, Any]:
-    pvm.to_csv(out / "predicted_vs_measured.csv", index=False)
-    table = error_by_kind(pvm)
-    table.to_csv(out / "error_by_kind.csv", index=False)
-    figs = [
-        figures.save(plot_pred_vs_measured(pvm, f"Predicted against measured kernels ({source})"), out, "predicted_vs_measured",
-                     caption="Each measured case at (measured, predicted) time on log axes; the diagonal is a perfect "
-                             "prediction and the grey band ±10%. Points above the band are over-predicted."),
-        figures.save(plot_error_by_kind(table, f"Prediction error by op kind ({source})"), out, "error_by_kind",
-                     caption="Median absolute error per op kind (bar) and its 90th percentile (tick); dashed: the 10% goal."),
-    ]
-    if system is not None:
-        mp = measured_points(pvm)
-        if len(mp):
-            from reports.roofline_plot import plot_roofline
-
-            title = f"Measured kernels against the calibrated ceilings of {system.name}"
-            plot_roofline(mp, system, out / "measured_roofline.png", title=title)
-            plot_roofline(mp, system, out / "measured_roofline.svg", title=title)
-            figs.append(figures.from_files("measured_roofline", title, out / "measured_roofline.png", out / "measured_roofline.svg",
-                                           caption="Measured kernels (intensity from their work, FLOP/s from their measured "
-                                                   "time) against the calibrated spec's ceilings."))
-    shown = table.copy()
-    for c in ("median_ape", "p90_ape", "within_10pct", "median_error"):
-        shown[c] = shown[c].map("{:.1%}".format)
-    return {"source": source, "figures": figs, "table_html": html.table_html(shown)}
-
-
 # -- planner --------------------------------------------------------------------------------------------------
 
 
@@ -165,48 +113,11 @@ def frontier_rows(model: str, hardware: list[str], batches: list[int], *, contex
     return out
 
 
-def _col(df: pd.DataFrame, *names: str) -> str | None:
-    return next((n for n in names if n in df.columns), None)
-
-
-def normalize_plan(df: pd.DataFrame) -> pd.DataFrame:
-    hw = _col(df, "hardware", "system")
-    tpot = _col(df, "tpot_s", "tpot_ms")
-    tps = _col(df, "tokens_per_s", "tokens_per_s_system", "tokens_s", "throughput")
-    if hw is None or tpot is None or tps is None or "batch" not in df.columns:
-        raise ReportError(f"planner table lacks hardware/batch/TPOT/tokens_per_s columns: {', '.join(df.columns)}")
-    out = pd.DataFrame({"hardware": df[hw], "batch": df["batch"],
-                        "tpot_s": df[tpot] / (1e3 if tpot.endswith("_ms") else 1.0), "tokens_per_s": df[tps]})
-    for extra in ("tp", "context"):
-        if extra in df.columns:
-            out[extra] = df[extra]
-    fits = _col(df, "fits", "feasible")
-    out["fits"] = df[fits].astype(bool) if fits else True
-    reason = _col(df, "reason", "infeasible_reason")
-    out["reason"] = df[reason] if reason else ""
-    return out
-
-
 def _fits(graph, system) -> tuple[bool, str]:
     from simulator.footprint import footprint
 
     fp = footprint(graph, system)
     return bool(fp.fits), str(fp.reason or "")
-
-
-def frontier_section(rows: pd.DataFrame, out: Path, model: str, context: int) -> dict[str, Any]:
-    rows.to_csv(out / "frontier.csv", index=False)
-    ok = rows[rows["fits"]]
-    if "tp" in ok.columns:  # one curve per hardware: its smallest TP group that fits
-        ok = ok[ok["tp"] == ok.groupby("hardware")["tp"].transform("min")]
-    fig = plot_frontier(ok, f"Decode throughput against TPOT: {model}, context {context}")
-    saved = figures.save(fig, out, "frontier", caption=(
-        "Each curve is one machine over a batch sweep: moving right trades time per output token for tokens/s. "
-        "Configurations that do not fit in memory are left out and listed below."))
-    shown = rows.assign(tpot_ms=rows["tpot_s"] * 1e3).sort_values(["hardware", "batch"])
-    first = ["hardware", "batch", "tpot_ms", "tokens_per_s", "fits", "reason"]
-    shown = shown[[c for c in first if c in shown.columns] + [c for c in shown.columns if c not in first and c != "tpot_s"]]
-    return {"figures": [saved], "table_html": html.table_html(shown)}
 
 
 # -- the whole report -----------------------------------------------------------------------------------------
@@ -229,6 +140,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
         policy(f)
     from hw_models.catalog import load
     from simulator import simulate
+    from simulator.roofline import analyze
     from workloads import build
 
     if phase not in (*PHASES, "both"):
@@ -260,7 +172,8 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
             run_dir = out / key
             run_dir.mkdir(parents=True, exist_ok=True)
             overlay = measured_points(pvm) if pvm is not None and msystem is not None and msystem.id == sysm.id else None
-            roof = roofline_figure(graph, sysm, run_dir, f"Roofline: {model} {ph} (batch {batch}) on {sysm.name}", overlay)
+            roof = roofline_section(analyze(graph, sysm), sysm, run_dir,
+                                    f"Roofline: {model} {ph} (batch {batch}) on {sysm.name}", overlay)
             frame = from_sim(res.to_pandas(), getattr(res, "copies", None))
             sec = section(summary, frame, run_dir, key=key, graph_ops=graph.to_pandas(),
                           prompt=prompt if ph == "prefill" else None,
@@ -269,17 +182,9 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
             fits, reason = _fits(graph, sysm)
             sec.summary["fits"] = fits
             if not fits:
-                warn = f"It does not fit in memory ({reason}): the times are what the step would take if it did."
-                sec.headline = f"{sec.headline} {warn}"
-                sec.summary_text = f"{sec.summary_text} {warn}"
-                sec.missing.append(warn)
+                note_does_not_fit(sec, reason)
             if launch == "eager" and str(summary.get("bottleneck", "")).startswith("host"):
-                # the actionable number for a host-bound step: what graph replay would give
-                g_step = simulate(graph, sysm, launch="graph").step_time_s
-                what = (f"With graph replay (--launch graph) the simulated step is {g_step * 1e3:.3g} ms "
-                        f"({summary['step_time_s'] / g_step:.2f}× faster).")
-                sec.details = f"{sec.details} {what}".strip()
-                sec.summary_text = f"{sec.summary_text} {what}"
+                note_graph_replay(sec, simulate(graph, sysm, launch="graph").step_time_s)
             sec.label = f"{ph} on {sysm.id} ({sysm.name}){tag}"
             if tag:
                 sec.hardware = f"{sysm.id}{tag}"
@@ -294,21 +199,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
         rows = frontier_rows(model, hardware, list(frontier_batches), context=context, prompt=prompt, dtype=dtype,
                              launch=launch, fusion=fusions[-1])
         frontier = frontier_section(rows, out, model, context)
-    extra = []
-    for ph in phases:
-        runs = [s for s in sections if s.phase == ph]
-        if len(runs) > 1:
-            fastest = min(runs, key=lambda s: s.summary["step_time_s"])
-            slowest = max(runs, key=lambda s: s.summary["step_time_s"])
-            extra.append(f"Fastest {ph} step: {fastest.hardware} ({fastest.summary['step_time_s'] * 1e3:.3g} ms), "
-                         f"{slowest.summary['step_time_s'] / fastest.summary['step_time_s']:.1f}× faster than "
-                         f"{slowest.hardware}.")
-    if accuracy is not None:
-        from .accuracy_plot import with_errors
-
-        e = with_errors(pvm)
-        extra.append(f"Against {len(e)} measured kernels on {msource}, the model's median error is {e['ape'].median():.1%} "
-                     f"and {float((e['ape'] <= 0.10).mean()):.0%} are within ±10%.")
+    extra = page_sentences(sections, phases, pvm if accuracy is not None else None, msource)
     title = f"roofsim report: {model}"
     subtitle = (f"{' and '.join(phases)} · batch {batch} · context {context} · prompt {prompt} · {dtype} · {launch} launch"
                 f" · fusion {', '.join(fusions)}"
