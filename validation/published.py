@@ -55,6 +55,10 @@ import pandas as pd
 from .quantcases import FLOAT, precision_of
 
 CASES = Path(__file__).parent / "data" / "published" / "cases.csv"
+#: the committed predictions of every case on the calibrated systems: a test pins them, so a
+#: change that moves any published figure says so (``write_predictions`` rewrites them)
+PREDICTIONS = CASES.with_name("predictions.csv")
+PINNED_COLUMNS = ["case_id", "split", "mode", "system", "dtype", "predicted", "error", "note"]
 
 #: engine (and stated mode) -> (fusion policy, launch mode): the nearest roofsim setting
 MODES: dict[tuple[str, str], tuple[str, str]] = {
@@ -327,3 +331,10 @@ def summary(pred: pd.DataFrame) -> dict[str, Any]:
         "not_predicted": int((~np.isfinite(pred["error"])).sum()),
         "cases": int(len(pred)),
     }
+
+
+def write_predictions(path: str | Path = PREDICTIONS) -> pd.DataFrame:
+    """Predict every case on the calibrated systems and write the pinned table."""
+    pred = predict_all(calibrated=True)[PINNED_COLUMNS]
+    pred.to_csv(path, index=False, float_format="%.10g")
+    return pred
