@@ -191,11 +191,16 @@ def run_serving(args: argparse.Namespace) -> int:
             out.append("\ncheapest meeting the SLOs, per hardware (cost per hour, else devices)")
             out.append(_table(top, SERVING_COLUMNS))
         text = "\n".join(out) + "\n"
+    return _write(args, text, len(df))
+
+
+def _write(args: argparse.Namespace, text: str, rows: int) -> int:
+    """``text`` to ``--out`` (saying so on stderr) or to stdout."""
     if args.out:
         from roofsim.outputs import write_text
 
         write_text(args.out, text, "--out")
-        print(f"wrote {args.out} ({len(df)} configurations)", file=sys.stderr)
+        print(f"wrote {args.out} ({rows} configurations)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -300,14 +305,7 @@ def run(args: argparse.Namespace) -> int:
         if parts:
             tornado = pd.concat(parts, ignore_index=True)
     text = _render(args.format, df, top, tornado)
-    if args.out:
-        from roofsim.outputs import write_text
-
-        write_text(args.out, text, "--out")
-        print(f"wrote {args.out} ({len(df)} configurations)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return _write(args, text, len(df))
 
 
 def _scaled_rows(args: argparse.Namespace) -> pd.DataFrame | None:

@@ -143,6 +143,17 @@ class Scheduler:
             req.blocks += need
         return True
 
+    def start_next(self, now: float) -> Request | None:
+        """Move the first waiting request to running if its KV blocks fit; None if they do not."""
+        r = self.waiting[0]
+        if not self.admit(r):
+            return None
+        self.waiting.popleft()
+        if r.t_schedule < 0:
+            r.t_schedule = now
+        self.running.append(r)
+        return r
+
     def release(self, req: Request) -> None:
         if req.blocks:
             self.kv.give(req.blocks)
@@ -243,14 +254,8 @@ class ContinuousBatching(Scheduler):
             while self.waiting and len(self.running) < self.cfg.max_num_seqs:
                 r = self.waiting[0]
                 c = r.target - r.prefilled
-                if c > budget:
+                if c > budget or self.start_next(now) is None:
                     break
-                if not self.admit(r):
-                    break
-                self.waiting.popleft()
-                if r.t_schedule < 0:
-                    r.t_schedule = now
-                self.running.append(r)
                 if c > 0:  # a request whose KV arrived prefilled (disaggregation) just decodes
                     step.prefills.append((r, c))
                     budget -= c
@@ -281,13 +286,9 @@ class ChunkedPrefill(Scheduler):
                 step.prefills.append((r, c))
                 budget -= c
         while budget > 0 and self.waiting and not self.swapped and len(self.running) < self.cfg.max_num_seqs:
-            r = self.waiting[0]
-            if not self.admit(r):
+            r = self.start_next(now)
+            if r is None:
                 break
-            self.waiting.popleft()
-            if r.t_schedule < 0:
-                r.t_schedule = now
-            self.running.append(r)
             c = min(r.target - r.prefilled, budget)
             if c > 0:
                 step.prefills.append((r, c))

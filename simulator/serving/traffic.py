@@ -163,14 +163,19 @@ def parse_lengths(text: str | int, field: str = "--prompt-len") -> Lengths:
                        "lognormal:MEDIAN:SIGMA or file:PATH[:COLUMN]")
 
 
-def _read_column(path: Path, column: str | None, field: str) -> list[int]:
+def _lines(path: Path, field: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file; a missing or unreadable one is a one-line error."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TrafficError(f"{field}: file {str(path)!r} not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TrafficError(f"{field}: cannot read {str(path)!r}: {e}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return [ln for ln in text.splitlines() if ln.strip()]
+
+
+def _read_column(path: Path, column: str | None, field: str) -> list[int]:
+    lines = _lines(path, field)
     if not lines:
         raise TrafficError(f"{field}: {str(path)!r} is empty")
     vals: list[int] = []
@@ -197,14 +202,8 @@ def read_trace(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arrival. Columns: ``arrival_s`` (seconds from the start), ``prompt_tokens``,
     ``output_tokens``."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TrafficError(f"--trace: file {str(p)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TrafficError(f"--trace: cannot read {str(p)!r}: {e}") from None
     rows: list[dict] = []
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = _lines(p, "--trace")
     if not lines:
         raise TrafficError(f"--trace: {str(p)!r} has no requests")
     if p.suffix in (".jsonl", ".json") or lines[0].lstrip().startswith("{"):
