@@ -319,6 +319,10 @@ class HostSpec(_Strict):
     #: code around it); ``None``: same as ``dispatch_overhead``. Calibration measures both:
     #: model code costs several times the bare dispatch per launch.
     op_dispatch: Seconds | None = None
+    #: CPU time a vendor-library kernel (cuBLAS/cuDNN/oneDNN GEMM, an SDPA backend) adds
+    #: to an eager launch: heuristic lookup, workspace and backend selection; graph
+    #: replay skips it with the rest of the host path
+    library_call: Seconds
     #: one CUDA-graph (or compiled-graph) launch
     graph_launch: Seconds
     #: added per node inside a replayed graph

@@ -3,8 +3,9 @@
 Physics (docs/architecture.md, "The physics"):
 
 * **Host.** The host walks the ops in program order. Eager launch pays
-  ``host.dispatch_overhead`` per kernel launch; graph replay pays ``host.graph_launch``
-  once and ``host.graph_node_cost`` per kernel. An op is *issued* when the host has paid
+  ``host.dispatch_overhead`` per kernel launch, and an op whose kernel comes from a vendor
+  library (GEMMs, attention) ``host.library_call`` more; graph replay pays
+  ``host.graph_launch`` once and ``host.graph_node_cost`` per kernel. An op is *issued* when the host has paid
   for it. A view (``launches == 0``) costs the host nothing: it launches no kernel, and
   ``dispatch_overhead`` is the per-*launch* CPU time calibrated on whole-model steps, so
   the Python/dispatcher time of the views between launches is already folded into it.
@@ -51,6 +52,7 @@ import numpy as np
 import simpy
 
 from hw_models import physics
+from workloads.op import LIBRARY_KINDS
 
 from .resources import NO_RESOURCE, SharedBandwidth
 
@@ -121,14 +123,18 @@ class EnginePlan:
 LAUNCH_MODES = ("eager", "graph", "loop", "device")
 
 
-def host_costs(launches: np.ndarray, launch: str, params) -> np.ndarray:
+def host_costs(launches: np.ndarray, launch: str, params, library: np.ndarray | None = None) -> np.ndarray:
     """CPU seconds the host spends before each op is issued, from ``params``
-    (``simulator.params``) and the ops' kernel ``launches``."""
+    (``simulator.params``), the ops' kernel ``launches`` and which ops call a vendor
+    library (``library``, ``workloads.op.LIBRARY_KINDS``; none when not given)."""
     launches = np.asarray(launches, dtype=float)
-    if launch == "eager":
-        return launches * params.scalar("host.dispatch")
-    if launch == "loop":
-        return launches * params.scalar("host.op_dispatch")
+    if launch in ("eager", "loop"):
+        per = params.scalar("host.dispatch" if launch == "eager" else "host.op_dispatch")
+        cost = launches * per
+        if library is not None:
+            # a graph replay skips this path too: only eager launches pay it
+            cost = cost + (np.asarray(library, dtype=bool) & (launches > 0)) * params.scalar("host.library_call")
+        return cost
     if launch == "graph":
         cost = launches * params.scalar("host.graph_node")
         if len(cost):
@@ -149,7 +155,7 @@ class GraphArrays:
     graph object (a sweep simulates one graph on many systems): lanes, cross-lane
     dependencies, launches, FLOPs and bytes per op, and the inputs of the floors."""
 
-    __slots__ = ("ops", "n", "lane", "lanes", "deps", "launches", "flops", "bytes", "unknown", "kinds",
+    __slots__ = ("ops", "n", "lane", "lanes", "deps", "launches", "library", "flops", "bytes", "unknown", "kinds",
                  "acc_bytes", "acc_role", "acc_code", "roles", "has_deps", "flop_vals", "flop_pair", "flop_pairs", "kernels",
                  "flops_total", "bytes_total", "__weakref__")
 
@@ -161,6 +167,7 @@ class GraphArrays:
         lane_ix: dict[tuple[int, int], int] = {}
         lane = np.zeros(n, dtype=np.int64)
         launches = np.empty(n)
+        library = np.zeros(n, dtype=bool)
         flops = np.empty(n)
         nbytes = np.empty(n)
         acc_bytes: list[float] = []
@@ -174,6 +181,7 @@ class GraphArrays:
                 lanes.append(key)
             lane[i] = k
             launches[i] = op.launches
+            library[i] = op.kind in LIBRARY_KINDS
             flops[i] = op.total_flops
             nbytes[i] = op.bytes
             if op.kind != "view":
@@ -197,7 +205,7 @@ class GraphArrays:
                     deps[iv].append(iu)
         self.deps = deps
         self.has_deps = any(deps)
-        self.launches, self.flops, self.bytes = launches, flops, nbytes
+        self.launches, self.library, self.flops, self.bytes = launches, library, flops, nbytes
         self.unknown = np.array([bool(op.unknown) for op in ops], dtype=bool)
         self.kinds = [op.kind for op in ops]
         self.acc_bytes = np.array(acc_bytes, dtype=float)
@@ -317,7 +325,7 @@ def build_engine_plan(graph, system, costs, launch: str, placement=None, params=
     gl = group_of.tolist()
     # per-group lists read through each op's group: the engines never change them in place
     res, work = PerOp(gres, gl), PerOp(gwork, gl)
-    eplan = EnginePlan(host_costs(ga.launches, launch, params), gdur[group_of], ga.lane.copy(), list(ga.lanes),
+    eplan = EnginePlan(host_costs(ga.launches, launch, params, ga.library), gdur[group_of], ga.lane.copy(), list(ga.lanes),
                 [list(d) for d in ga.deps] if ga.has_deps else _NO_DEPS.get(n), res, work,
                 gtail[group_of], names, serial_host=system.device.serial_dispatch.value, arrays=ga)
     if placement is not None and placement.prefetch:

@@ -33,6 +33,7 @@ key                                what                                        k
 ``overlap``                        p of the compute/memory p-norm               exponent
 ``host.dispatch``                  per launch, eager, inside model code         seconds
 ``host.op_dispatch``               per launch, a bare op in a loop              seconds
+``host.library_call``              more per eager launch of a library kernel    seconds
 ``host.graph_launch``              one graph replay                             seconds
 ``host.graph_node``                per node of a replayed graph                 seconds
 =================================  ==========================================  ========
@@ -63,7 +64,7 @@ FALLBACK_DTYPE = "fp32"
 
 #: scalar keys of every system
 SCALARS = ("kernel_latency", "atomics.update_rate", "atomics.same_address_rate", "overlap", "host.dispatch",
-           "host.op_dispatch", "host.graph_launch", "host.graph_node")
+           "host.op_dispatch", "host.library_call", "host.graph_launch", "host.graph_node")
 
 
 class ParamError(KeyError):
@@ -220,6 +221,8 @@ class Params:
             return host.dispatch_overhead.value
         if key == "host.op_dispatch":
             return (host.op_dispatch or host.dispatch_overhead).value
+        if key == "host.library_call":
+            return host.library_call.value
         if key == "host.graph_launch":
             return host.graph_launch.value
         if key == "host.graph_node":

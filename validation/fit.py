@@ -81,6 +81,9 @@ class Slot:
     lo: np.ndarray
     hi: np.ndarray
     rows: int = 0
+    #: held at the base spec's value (no training row is sensitive to it): it overrides
+    #: nothing, so the objective prices with the base's own curve, as the written spec does
+    fixed: bool = False
 
     @property
     def size(self) -> int:
@@ -109,6 +112,8 @@ class Objective:
     def overrides(self, theta: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for s in self.slots:
+            if s.fixed:
+                continue
             v = np.exp(theta[self.index[s.key]])
             out[s.key] = float(v[0]) if s.knots is None else self._extend(s, v)
         return out
@@ -297,11 +302,15 @@ def _key_sizes(rs: RowSet, train: np.ndarray) -> tuple[dict[str, list[float]], d
             add("custom_latency:link:interconnect", i, None)
     all_rows = set(np.flatnonzero(train).tolist())
     timing = rs.rows["timing"].to_numpy()
-    for key, timings in (("host.op_dispatch", ("loop",)), ("host.dispatch", ("step",)),
+    for key, timings in (("host.op_dispatch", ("loop", "once")), ("host.dispatch", ("step",)),
                          ("host.graph_node", ("graph",)), ("host.graph_launch", ("graph",))):
         r = {i for i in all_rows if timing[i] in timings}
         if r:
             rows[key] = r
+    lib = {int(i) for i in np.unique(rs.op_row[rs.op_library & (rs.op_launches > 0)])}
+    r = {i for i in all_rows & lib if timing[i] in ("loop", "once", "step")}
+    if r:
+        rows["host.library_call"] = r
     both = {r for j, rs_ in term_rows.items() if t.terms[j].matrix and t.terms[j].demands for r in rs_}
     if both:
         rows["overlap"] = both
@@ -433,6 +442,8 @@ def fit(rs: RowSet, traced, base: SystemSpec, *, loss: str = "soft_l1") -> FitRe
         loose = sens[sl] < SENSITIVE
         theta[sl] = np.where(loose, np.minimum(np.maximum(theta[sl], base_theta[sl]), hi[sl]), theta[sl])
     unidentified = sorted({s.key for s in slots if not free[obj.index[s.key]].any()})
+    for s in slots:
+        s.fixed = s.key in unidentified
     at_peak = sorted({s.key for s in slots if s.knots is not None
                       and ((hi[obj.index[s.key]] - theta[obj.index[s.key]] < AT_PEAK)
                            & (sens[obj.index[s.key]] >= SENSITIVE)).any()})

@@ -107,6 +107,8 @@ def cpu_base(threads: int | None = None) -> SystemSpec:
             "name": info.get("cpu_model", "CPU"),
             "cores": _q(cores, f"measured: torch.get_num_threads() on {host}"),
             "dispatch_overhead": _q("2 us", "estimate: PyTorch eager per-op CPU path"),
+            "library_call": _q("1 us", "estimate: a oneDNN/MKL GEMM or SDPA call adds about a microsecond to the "
+                                       "eager op path; starting point for calibration"),
             "graph_launch": _q("10 us", "estimate: no graph replay on a CPU device; unused"),
             "graph_node_cost": _q("1 us", "estimate: no graph replay on a CPU device; unused"),
             "memory_capacity": _q(mem, f"measured: /proc/meminfo MemTotal on {host}", "bytes"),

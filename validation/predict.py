@@ -23,7 +23,7 @@ from simulator.params import Params
 from .rows import RowSet, build_rowset, traced_rows
 
 #: the engine's launch mode for each row timing (``validation.rows``)
-LAUNCH_OF_TIMING = {"loop": "loop", "step": "eager", "graph": "graph", "device": "device"}
+LAUNCH_OF_TIMING = {"loop": "loop", "once": "loop", "step": "eager", "graph": "graph", "device": "device"}
 
 
 def row_times(rs: RowSet, params: Params) -> np.ndarray:
@@ -37,7 +37,7 @@ def row_times(rs: RowSet, params: Params) -> np.ndarray:
     for t, launch in LAUNCH_OF_TIMING.items():
         m = op_timing == t
         if m.any() and t != "graph":
-            host[m] = host_costs(rs.op_launches[m], launch, params)
+            host[m] = host_costs(rs.op_launches[m], launch, params, rs.op_library[m])
     g = op_timing == "graph"
     if g.any():
         host[g] = rs.op_launches[g] * params.scalar("host.graph_node")
@@ -54,7 +54,7 @@ def row_times(rs: RowSet, params: Params) -> np.ndarray:
         # one replay pays the graph launch once; the harness reports time per node
         period = steady_period(H[gr] + params.scalar("host.graph_launch"), D[gr], rs.serial)
         out[gr] = period / np.maximum(L[gr], 1.0)
-    for i in np.flatnonzero(timing == "step"):
+    for i in np.flatnonzero((timing == "step") | (timing == "once")):
         m = rs.op_row == i
         out[i] = chain_times(host[m], dur[m], rs.serial)[2][-1]
     return out

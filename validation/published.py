@@ -156,8 +156,10 @@ def _catalog(hw: str, calibrated: bool) -> str | None:
     return hw if hw in known else None
 
 
-def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = None) -> Prediction:
-    """The figure ``row`` states, predicted; ``Prediction.note`` says why not where it cannot be."""
+def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = None,
+                 systems: dict[str, Any] | None = None) -> Prediction:
+    """The figure ``row`` states, predicted; ``Prediction.note`` says why not where it cannot be.
+    ``systems`` replaces catalog systems by id with given specs (a fit's candidates)."""
     from simulator import simulate
     from workloads import build
 
@@ -194,7 +196,7 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 g = build(model, phase=phase, batch=b, context=length, prompt=length, dtype=dtype, fusion=fusion)
-                cache[key] = float(simulate(g, hw, launch=launch, tp=tp).step_time_s)
+                cache[key] = float(simulate(g, (systems or {}).get(hw, hw), launch=launch, tp=tp).step_time_s)
         return cache[key]
 
     if pp > 1 or ep > 1:
@@ -274,13 +276,14 @@ def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: s
     return step
 
 
-def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True) -> pd.DataFrame:
+def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True,
+                systems: dict[str, Any] | None = None) -> pd.DataFrame:
     """Every case with ``predicted``, ``measured`` (base units), ``error`` (predicted/measured - 1), ``note``."""
     df = load_cases() if df is None else df
     cache: dict = {}
     rows = []
     for _, r in df.iterrows():
-        p = predict_case(r, calibrated, cache)
+        p = predict_case(r, calibrated, cache, systems)
         measured = _to_base(float(r["value"]), r["unit"], str(r["metric"]))
         per_gpu = "per gpu" in str(r["unit"]).lower()
         tp, pp, ep = (int(_num(r[k]) or 1) for k in ("tp", "pp", "ep"))

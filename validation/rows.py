@@ -13,6 +13,9 @@ how its ops' times make the measured figure, through the engine's own recurrence
 
 * ``loop``: a bare callable in a tight loop, per call: the steady state of the chain
   with ``host.op_dispatch`` per launch (harness kernel rows);
+* ``once``: one bare call from an idle device (a cold row: the caches were flushed and
+  the device synchronised before each call), host and kernels in series: the end of
+  one pass of the chain with ``host.op_dispatch`` per launch;
 * ``step``: one whole step issued from model code: the end of one pass of the chain
   with ``host.dispatch`` per launch (whole-model and framework rows);
 * ``graph``: a replayed CUDA graph in a loop, per node;
@@ -33,10 +36,11 @@ from hw_models.spec import SystemSpec
 from simulator.costmodel import OpTerms, Structure, TermTable, graph_terms, op_terms
 from simulator.placement import Placement
 from validation.harness.cases import Case
+from workloads.op import LIBRARY_KINDS
 
 from .holdout import held_out
 
-TIMINGS = ("loop", "step", "graph", "device")
+TIMINGS = ("loop", "once", "step", "graph", "device")
 #: how each harness family is timed when the dataset does not say
 TIMING_OF_FAMILY = {"model": "step", "framework": "step", "graph": "graph"}
 
@@ -65,7 +69,10 @@ def timing_of(row: pd.Series | dict[str, Any]) -> str:
         if t not in TIMINGS:
             raise PredictError(f"{row.get('case_id')}: timing {t!r} is not one of {', '.join(TIMINGS)}")
         return t
-    return TIMING_OF_FAMILY.get(str(row["family"]), "loop")
+    family = TIMING_OF_FAMILY.get(str(row["family"]))
+    if family:
+        return family
+    return "once" if str(row.get("cold", "")).lower() in ("true", "1") else "loop"
 
 
 _TRACES: dict[str, Any] = {}
@@ -75,16 +82,22 @@ _TRACES: dict[str, Any] = {}
 TRACE_PARAMS = ("causal", "bias", "fusion", "pinned", "direction", "collective", "launch")
 
 
-def _trace_key(case: Case) -> str:
+def _trace_key(case: Case, backend: str) -> str:
     if case.family in ("model", "framework"):
         return case.id
-    return Case(case.family, case.op, case.shape, case.dtype,
-                {k: v for k, v in case.params.items() if k in TRACE_PARAMS}).id
+    return backend + ":" + Case(case.family, case.op, case.shape, case.dtype,
+                                {k: v for k, v in case.params.items() if k in TRACE_PARAMS}).id
 
 
-def trace_case(case: Case):
-    """The ``WorkloadGraph`` of one case (``PredictError`` if it cannot be built here)."""
-    key = _trace_key(case)
+def backend_of(row: pd.Series | dict[str, Any]) -> str:
+    """The device kind a row ran on (``cuda`` or ``cpu``): its kernels are traced as that backend runs them."""
+    return "cuda" if str(row.get("device") or "").startswith("cuda") else "cpu"
+
+
+def trace_case(case: Case, backend: str = "cpu"):
+    """The ``WorkloadGraph`` of one case as ``backend`` runs it (``PredictError`` if it
+    cannot be built here)."""
+    key = _trace_key(case, backend)
     got = _TRACES.get(key)
     if got is not None:
         return got
@@ -103,7 +116,8 @@ def trace_case(case: Case):
             module, args, kwargs = case.module(device)
         except (ValueError, KeyError) as e:
             raise PredictError(f"{case.id}: cannot rebuild the case ({e})") from None
-        g = trace(module, args if not kwargs else kwargs)
+        # a fusion policy says itself which kernels ran (an engine's, not the framework's)
+        g = trace(module, args if not kwargs else kwargs, backend=None if case.params.get("fusion") else backend)
     fusion = case.params.get("fusion")
     if fusion:
         from workloads.fusion import fuse
@@ -193,10 +207,12 @@ class RowSet:
     """The terms of many measured rows as one ``TermTable`` (``validation.predict`` prices it)."""
 
     table: TermTable
-    #: per op of every row, in row order: index into ``table``, its row, its launches
+    #: per op of every row, in row order: index into ``table``, its row, its launches,
+    #: whether its kernel comes from a vendor library (``workloads.op.LIBRARY_KINDS``)
     op_term: np.ndarray
     op_row: np.ndarray
     op_launches: np.ndarray
+    op_library: np.ndarray
     rows: pd.DataFrame  # case_id, family, kind, measured_s, held_out, timing, spread
     serial: bool
     notes: list[str] = field(default_factory=list)
@@ -215,7 +231,7 @@ def traced_rows(df: pd.DataFrame) -> tuple[list[tuple[pd.Series, Case, Any]], li
         try:
             case = case_of(r)
             timing_of(r)
-            g = trace_case(case)
+            g = trace_case(case, backend_of(r))
         except (PredictError, ImportError) as e:
             notes.append(f"{r['case_id']}: not predicted ({e})")
             continue
@@ -230,7 +246,7 @@ def build_rowset(traced: list[tuple[pd.Series, Case, Any]], system: SystemSpec,
                  kind_curves: dict[str, frozenset[str]] | None = None, notes: list[str] | None = None) -> RowSet:
     """Terms of ``traced`` rows on ``system``; ``kind_curves`` as ``costmodel.graph_terms``."""
     terms: list[OpTerms] = []
-    op_term, op_row, op_launches = [], [], []
+    op_term, op_row, op_launches, op_library = [], [], [], []
     recs = []
     st = Structure(system, 0, kind_curves)
     pl = Placement()
@@ -250,13 +266,14 @@ def build_rowset(traced: list[tuple[pd.Series, Case, Any]], system: SystemSpec,
             op_term.append(j)
             op_row.append(i)
             op_launches.append(op.launches if op.kind != "view" else 0)
+            op_library.append(op.kind in LIBRARY_KINDS)
         spread = _spread(r)
         recs.append({"case_id": r["case_id"], "family": r["family"], "kind": r["kind"],
                      "measured_s": float(r["median_s"]), "held_out": held_out(r.to_dict()),
                      "timing": timing_of(r), "spread": spread,
                      "pinned": bool(case.params.get("pinned", True))})
     return RowSet(TermTable(terms), np.array(op_term, dtype=np.int64), np.array(op_row, dtype=np.int64),
-                  np.array(op_launches, dtype=float), pd.DataFrame(recs), system.device.serial_dispatch.value,
+                  np.array(op_launches, dtype=float), np.array(op_library, dtype=bool), pd.DataFrame(recs), system.device.serial_dispatch.value,
                   list(notes or []))
 
 

@@ -161,6 +161,8 @@ def apply_fit(base: SystemSpec, res: FitResult, source: str) -> tuple[SystemSpec
             host.dispatch_overhead = _mk(host.dispatch_overhead, v, f"{src} (per launch inside model code)")
         elif key == "host.op_dispatch":
             host.op_dispatch = _mk(host.dispatch_overhead, v, f"{src} (per launch of a bare op in a loop)")
+        elif key == "host.library_call":
+            host.library_call = _mk(host.library_call, v, f"{src} (more per launch of a library kernel)")
         elif key == "host.graph_launch":
             host.graph_launch = _mk(host.graph_launch, v, src)
         elif key == "host.graph_node":

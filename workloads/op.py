@@ -42,6 +42,10 @@ QUANTIZED_KINDS = WEIGHT_MATRIX_KINDS - {"conv"}
 #: weights by module name (a MoE block is split by its experts instead), fusion merges
 #: sibling projections, PIM banks run them, and parametric families choose between the two
 GEMM_KINDS = frozenset({"matmul", "gemv"})
+#: kinds whose kernel comes from a vendor library (cuBLAS/cuDNN/oneDNN GEMMs, SDPA
+#: backends): the host pays for the library's call path (heuristic lookup, workspace,
+#: backend selection) on top of the framework's dispatch, ``host.library_call``
+LIBRARY_KINDS = MATRIX_KINDS
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .graph import WorkloadGraph
-from .op import GEMM_KINDS, Access, Op
+from .op import GEMM_KINDS, LIBRARY_KINDS, Access, Op
 
 #: fit points: batch x length (context for decode, prompt for prefill)
 BATCHES = (1, 2)
@@ -666,6 +666,7 @@ class FamilyPoint:
         for i, mi, ni in fa.mm:
             kinds[i] = _matmul_kind(leaves[mi], leaves[ni])
         self.kinds = kinds
+        self.library = np.fromiter((k in LIBRARY_KINDS for k in kinds), dtype=bool, count=n)
         self.kernels = int(leaves[fa.launch_leaf].sum())
         self.flops_total = float(np.cumsum(self.flops)[-1]) if n else 0.0
         self.bytes_total = float(self.bytes.sum())

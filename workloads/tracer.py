@@ -1,8 +1,9 @@
 """Trace any ``nn.Module`` into a ``WorkloadGraph`` on meta (or fake) tensors.
 
 Two modes run together: a ``TorchFunctionMode`` catches framework-level fused ops
-(``F.scaled_dot_product_attention``) and records them as ONE op while the aten ops under
-them run unrecorded; a ``TorchDispatchMode`` records every other aten op, costed by
+(``F.scaled_dot_product_attention``; ``F.rms_norm`` where the traced backend runs it as
+one kernel, ``BACKEND_FUSED``) and records them as ONE op while the aten ops under them
+run unrecorded; a ``TorchDispatchMode`` records every other aten op, costed by
 ``workloads.rules``. Forward pre/post hooks keep a stack of module paths, and leaf-module
 rules (``workloads.leaves``) replace data-dependent blocks such as MoE routing.
 
@@ -32,6 +33,14 @@ from . import rules
 from .graph import WorkloadGraph
 from .op import WEIGHT_MATRIX_KINDS, Access, Op
 from .steps import DtypePolicy
+
+#: framework functions a backend runs as one kernel although the tracing machine (CPU,
+#: meta) decomposes them: the function and the aten op recorded in its place. PyTorch
+#: 2.8 and later dispatch ``F.rms_norm`` on CUDA to ``_fused_rms_norm``; Hugging Face
+#: models write their RMSNorm in Python and stay decomposed everywhere.
+BACKEND_FUSED: dict[str, dict[Any, Any]] = {
+    "cuda": {F.rms_norm: torch.ops.aten._fused_rms_norm.default},
+}
 
 DTYPE_LABELS = {
     torch.float64: "fp64",
@@ -323,19 +332,24 @@ class _Dispatch(TorchDispatchMode):
 
 
 class _Function(TorchFunctionMode):
-    def __init__(self, tracer: Tracer) -> None:
+    def __init__(self, tracer: Tracer, backend: str | None = None) -> None:
         super().__init__()
         self.t = tracer
+        self.fused = BACKEND_FUSED.get(backend or "", {})
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention and not self.t.suppress:
+        fused = self.fused.get(func)
+        if (func is F.scaled_dot_product_attention or fused is not None) and not self.t.suppress:
             self.t.suppress += 1
             try:
                 out = func(*args, **kwargs)
             finally:
                 self.t.suppress -= 1
-            self.t.on_sdpa(args, kwargs, out)
+            if fused is None:
+                self.t.on_sdpa(args, kwargs, out)
+            else:
+                self.t.on_aten(fused, args, kwargs, out)
             return out
         return func(*args, **kwargs)
 
@@ -393,15 +407,17 @@ def tag_module(tracer: Tracer, model: torch.nn.Module) -> None:
 
 
 def run_traced(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = None, *,
-               tracer: Tracer | None = None, leaf_rules: dict | None = None) -> tuple[Tracer, Any]:
-    """Run ``model(*args, **kwargs)`` under the tracer; returns the tracer and the output."""
+               tracer: Tracer | None = None, leaf_rules: dict | None = None,
+               backend: str | None = None) -> tuple[Tracer, Any]:
+    """Run ``model(*args, **kwargs)`` under the tracer; returns the tracer and the output.
+    ``backend`` (``cuda``) records the functions it fuses as one op (``BACKEND_FUSED``)."""
     from .leaves import LEAF_RULES
 
     tracer = tracer or Tracer()
     tag_module(tracer, model)
     handles = _install_hooks(model, tracer, LEAF_RULES if leaf_rules is None else leaf_rules)
     try:
-        with torch.no_grad(), _Function(tracer), _Dispatch(tracer):
+        with torch.no_grad(), _Function(tracer, backend), _Dispatch(tracer):
             out = model(*args, **(kwargs or {}))
     finally:
         for h in handles:
@@ -410,13 +426,16 @@ def run_traced(model: torch.nn.Module, args: tuple = (), kwargs: dict | None = N
 
 
 def trace(module: torch.nn.Module, example_inputs: Any = (), *, meta: dict | None = None,
-          policy: DtypePolicy | None = None, leaf_rules: dict | None = None) -> WorkloadGraph:
+          policy: DtypePolicy | None = None, leaf_rules: dict | None = None,
+          backend: str | None = None) -> WorkloadGraph:
     """Trace one forward call of ``module`` into a ``WorkloadGraph``.
 
     ``example_inputs`` is a tuple of positional arguments, a dict of keyword arguments, or a
     single tensor. Tensors are used as given: put the module and inputs on ``meta`` for a
     weight-free trace (``workloads.build`` does), or on CPU to let scatters see real indices.
-    The final outputs are marked role ``output``.
+    The final outputs are marked role ``output``. ``backend`` names the device kind whose
+    kernels the trace should follow where it differs from the tracing machine's
+    (``BACKEND_FUSED``); by default ops are recorded as this machine dispatches them.
     """
     if isinstance(example_inputs, dict):
         args, kwargs = (), example_inputs
@@ -424,7 +443,7 @@ def trace(module: torch.nn.Module, example_inputs: Any = (), *, meta: dict | Non
         args, kwargs = tuple(example_inputs), {}
     else:
         args, kwargs = (example_inputs,), {}
-    tracer, _ = run_traced(module, args, kwargs, tracer=Tracer(policy), leaf_rules=leaf_rules)
+    tracer, _ = run_traced(module, args, kwargs, tracer=Tracer(policy), leaf_rules=leaf_rules, backend=backend)
     g = WorkloadGraph(meta=meta)
     g.extend(tracer.ops)
     return g

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from validation.harness.suites import cases
 
     mode = args.mode or "full"
-    device = check_device(args.device)
+    # refitting a GPU dataset needs no GPU here: only measuring does
+    device = check_device(args.device, present=not args.no_measure)
     check_dir(args.out, "--out")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")

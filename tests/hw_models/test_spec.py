@@ -69,6 +69,7 @@ def host_doc():
         "dispatch_overhead": q("10 us"),
         "graph_launch": q("10 us"),
         "graph_node_cost": q("1 us"),
+        "library_call": q("1 us"),
         "memory_capacity": q("64 GiB"),
         "memory_bandwidth": q("100 GB/s"),
         "memory_latency": q("100 ns"),

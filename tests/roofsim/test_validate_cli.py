@@ -153,3 +153,19 @@ def test_profile_bad_file_is_one_line_exit_2(tmp_path, capsys):
     _one_error_line(capsys)
     assert main(["validate", "--profile", str(bad)]) == 2
     _one_error_line(capsys)
+
+
+def test_refitting_a_gpu_dataset_needs_no_gpu(tmp_path, capsys):
+    # only measuring needs the device: a committed H200 dataset refits on this CPU machine
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "validation" / "data" / "h200-20261129"
+    copy = tmp_path / "h200"
+    copy.mkdir()
+    for name in ("measurements.csv", "meta.json"):
+        shutil.copy(src / name, copy / name)
+    assert main(["calibrate", "--device", "cuda", "--no-measure", "--base", "h200", "--out", str(copy),
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] > 50 and out["median_ape"] < 0.5
+    assert (copy / "hardware.yaml").exists()

@@ -206,3 +206,16 @@ def test_prefetch_writes_new_kv_back_over_the_other_direction():
     wb = r.copies[r.copies["kind"] == "writeback"].iloc[0]
     assert wb["start_s"] >= r.to_pandas()["end_s"].iloc[0] - 1e-15
     assert r.step_time_s == pytest.approx(wb["end_s"])
+
+
+@pytest.mark.parametrize("launch,pays", [("eager", True), ("graph", False), ("device", False)])
+def test_library_kernels_pay_their_call_path_only_when_launched_eagerly(launch, pays):
+    # a GEMM among elementwise ops: eager launch adds host.library_call to its dispatch;
+    # graph replay skips the whole host path, library call included
+    h = h100().host
+    ops = [{"dur": 1e-6, "kind": "elementwise"}, {"dur": 1e-6, "kind": "matmul"}, {"dur": 1e-6}]
+    plain = sim([{"dur": 1e-6}] * 3, launch=launch).step_time_s
+    with_gemm = sim(ops, launch=launch).step_time_s
+    extra = h.library_call.value if pays else 0.0
+    assert h.library_call.value > 0
+    assert with_gemm == pytest.approx(plain + extra, rel=1e-9)

@@ -41,8 +41,8 @@ def test_fit_vector_and_validate_agree(name):
         traced, notes = traced_rows(df)
     kinds = {u: frozenset(k) for u, k in fit_doc["kind_curves"].items()}
     rs = build_rowset(traced, spec, kinds, notes)
-    slots = [Slot(s["key"], s["knots"], np.zeros(len(s["log_value"])), np.zeros(len(s["log_value"])), s["rows"])
-             for s in fit_doc["slots"]]
+    slots = [Slot(s["key"], s["knots"], np.zeros(len(s["log_value"])), np.zeros(len(s["log_value"])), s["rows"],
+                  fixed=not s["free"]) for s in fit_doc["slots"]]
     obj = Objective(rs, spec, slots)
     theta = np.concatenate([np.asarray(s["log_value"], dtype=float) for s in fit_doc["slots"]])
     via_fit = obj.predict(theta)
@@ -83,3 +83,28 @@ def test_calibrated_catalog_systems_carry_the_fitted_numbers(gpu, cal):
     # bf16 takes the fp16 tensor-core curves (same units at the same datasheet rate)
     assert spec.device.matrix["bf16"].kind_efficiency["matmul"].points == \
         fitted.device.matrix["fp16"].kind_efficiency["matmul"].points
+
+
+def test_a_cold_gpu_row_is_one_call_from_idle_host_then_kernel():
+    # the harness times a cold row as one call after a flush and a sync: the host's path
+    # (bare dispatch + the library's call path) and then the kernel, in series; its warm
+    # twin is a loop in which the host's issue hides the kernel
+    from simulator.costmodel import evaluate
+    from simulator.params import Params
+    from validation.predict import row_times
+    from validation.rows import timing_of
+
+    df, *_ = load_dataset(DATA / "h200-20261129")
+    df = df[df["case_id"].isin(["gemv/linear/fp32/n4096xk4096/cold=True", "gemv/linear/fp32/n4096xk4096"])]
+    spec = load("h200-cal")
+    traced, _ = traced_rows(df)
+    rs = build_rowset(traced, spec)
+    assert sorted(rs.rows["timing"]) == ["loop", "once"]
+    assert [timing_of(r) for _, r in df.iterrows()] == ["loop", "once"]
+    p = Params(spec)
+    host = p.scalar("host.op_dispatch") + p.scalar("host.library_call")
+    dur = np.bincount(rs.op_row, weights=evaluate(rs.table, p).time[rs.op_term], minlength=rs.n)
+    got = dict(zip(rs.rows["timing"], row_times(rs, p), strict=True))
+    i = {t: k for k, t in enumerate(rs.rows["timing"])}
+    assert got["once"] == pytest.approx(host + dur[i["once"]], rel=1e-9)
+    assert got["loop"] == pytest.approx(max(host, dur[i["loop"]]), rel=1e-9)

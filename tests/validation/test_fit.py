@@ -44,6 +44,7 @@ def _spec_doc(l2=2e11, dram=4e10, vec=1e11, dispatch=3e-6, exp_rate=None, peak=1
     return {
         "id": "toy-cpu", "name": "toy",
         "host": {"name": "h", "cores": _q(1), "dispatch_overhead": _q(dispatch, "s"), "graph_launch": _q(1e-5, "s"),
+                 "library_call": _q(1e-6, "s"),
                  "graph_node_cost": _q(1e-6, "s"), "memory_capacity": _q(2**34, "B"),
                  "memory_bandwidth": _q(1e10, "B/s"), "memory_latency": _q(1e-7, "s")},
         "device": {"name": "toy", "kind": "cpu", "compute_units": _q(1), "kernel_latency": _q(2e-7, "s"),

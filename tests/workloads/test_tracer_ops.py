@@ -179,3 +179,21 @@ def test_index_put_accumulate_is_scatter():
     op = [o for o in trace(M(), (torch.ones(5, 4), idx)).ops if o.name.startswith("aten.index_put")][0]
     assert op.kind == "scatter"
     assert op.updates == 5 * 4 and op.distinct_targets == 3 * 4
+
+
+def test_rms_norm_is_one_kernel_where_the_backend_fuses_it():
+    # PyTorch on CUDA runs F.rms_norm as one _fused_rms_norm kernel; the CPU (and meta)
+    # decomposes it. The trace follows the backend asked for, same FLOPs per element.
+    class Norm(torch.nn.Module):
+        def forward(self, x, w):
+            return F.rms_norm(x, (x.shape[-1],), w)
+
+    x, w = torch.empty(32, 1024, device="meta"), torch.empty(1024, device="meta")
+    fused = _real(trace(Norm(), (x, w), backend="cuda"))
+    here = _real(trace(Norm(), (x, w)))
+    assert [(op.kind, op.launches) for op in fused] == [("norm", 1)]
+    assert len(here) > 1 and "norm" not in {op.kind for op in here}
+    assert fused[0].total_flops == 5 * 32 * 1024
+    # one pass: the input and the weight read once, the output written once
+    assert fused[0].bytes == 4 * (2 * 32 * 1024 + 1024)
+    assert fused[0].bytes < sum(op.bytes for op in here)

@@ -24,11 +24,12 @@ class DeviceError(ValueError):
     user_facing = True
 
 
-def check_device(device: str) -> str:
+def check_device(device: str, *, present: bool = True) -> str:
+    """``device`` if it names cpu or cuda; with ``present``, also refuse a GPU this machine lacks."""
     if device == "cpu":
         return device
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
+        if present and not torch.cuda.is_available():
             raise DeviceError(f"--device {device}: no CUDA GPU is available on this machine (torch {torch.__version__})")
         return device
     raise DeviceError(f"--device {device!r}: expected cpu or cuda")

@@ -213,24 +213,22 @@ CATALOG_OF = {"a100": "a100-80gb", "h100": "h100-sxm", "a40": "a40"}
 def fit_gpu(root: Path, gpu: str, catalog_dir: Path | None = None) -> dict:
     """Fit the catalog system to ``root/vidur-<gpu>`` (training models only) and write
     ``<catalog id>-cal.yaml`` into the catalog as a what-if file over the datasheet system."""
-    from hw_models.catalog import CATALOG, load
-    from validation.calibrate import fit_dataset
-    from validation.specio import write_derived_yaml
+    from hw_models.catalog import load
+    from validation.catalog_fit import fit_into_catalog
 
     base_id = CATALOG_OF[gpu]
     base = load(base_id)
     data = root / f"vidur-{gpu}"
     cal_id = f"{base_id}-cal"
-    out = fit_dataset(data, base, system_id=cal_id, name=f"{base.name}, calibrated on public kernel measurements",
-                      description=f"{base.description} Kernel rates, latencies and the NVLink collective model fitted "
-                                  f"to Vidur's profiled fp16 kernels ({data.as_posix()}); bf16 takes the fp16 "
-                                  "tensor-core and vector curves (same units, same datasheet rate).",
-                      title=f"Calibration of {GPUS[gpu]} on Vidur's profiled kernels")
-    spec = with_bf16_from_fp16(load(out["hardware"]))
-    write_derived_yaml(spec, base, base_id, (catalog_dir or CATALOG / "systems") / f"{cal_id}.yaml",
-                       header=f"{cal_id}: {base_id} calibrated on {data.as_posix()}; written by "
-                              "python -m validation.importers.vidur --fit")
-    return out
+    return fit_into_catalog(
+        data, base_id, cal_id, name=f"{base.name}, calibrated on public kernel measurements",
+        description=f"{base.description} Kernel rates, latencies and the NVLink collective model fitted "
+                    f"to Vidur's profiled fp16 kernels ({data.as_posix()}); bf16 takes the fp16 "
+                    "tensor-core and vector curves (same units, same datasheet rate).",
+        title=f"Calibration of {GPUS[gpu]} on Vidur's profiled kernels",
+        header=f"{cal_id}: {base_id} calibrated on {data.as_posix()}; written by "
+               "python -m validation.importers.vidur --fit",
+        transform=with_bf16_from_fp16, catalog_dir=catalog_dir)
 
 
 def with_bf16_from_fp16(spec):
