@@ -12,6 +12,7 @@ that both of them share.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -304,6 +305,12 @@ def assemble(graph, system, costs, eplan: EnginePlan, tl: Timeline, meta: dict, 
 _UNIT_OF_TERM = {"compute": "compute", "atomic": "atomics"}
 
 
+@functools.cache
+def _unit_id(device: int, term: str) -> str:
+    # one id per device and term, not one record per op of a large graph
+    return str(ResourceId("unit", _UNIT_OF_TERM.get(term, "launch"), device))
+
+
 def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeline) -> pd.DataFrame:
     ops = ga.ops
     n = ga.n
@@ -317,7 +324,7 @@ def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeli
             k = int(np.argmax(eplan.work[i]))
             resource.append(names[eplan.res[i][k]])
         else:
-            resource.append(str(ResourceId("unit", _UNIT_OF_TERM.get(terms[i], "launch"), ops[i].device)))
+            resource.append(_unit_id(ops[i].device, terms[i]))
     lanes = eplan.lanes
     return pd.DataFrame({
         "id": [op.id for op in ops],
