@@ -2,8 +2,8 @@
 
 Both travel as strings (the engine's resource table, the ``resource`` and ``bound``
 columns, the JSON contract, copies' comma-joined ``resource``), but are built only by
-formatting the records below and read only by ``parse``, so a producer and a consumer
-cannot drift apart.
+formatting the records below and read only by ``parse`` and ``parse_bound``, so a
+producer and a consumer cannot drift apart.
 
 A *resource id* names one part of the machine (``ResourceId``)::
 
@@ -17,9 +17,10 @@ A *resource id* names one part of the machine (``ResourceId``)::
     network.<D>           device D's NIC to other nodes                kind "network"
 
 Names (``<level>``, ``<tier>``) are the system spec's, without ``.``, ``,``, ``:`` or
-spaces. The alternatives are tried in that order, so a tier may not be named ``mem``
-(``pim.mem`` is the memory of a tier named ``pim``) nor ``dev<N>``; a record that would
-not read back as itself is refused when it is made.
+spaces. Where two lines fit, the earlier one wins (``dev0.launch`` is a unit, ``dev0.mem``
+a level, ``pim.mem`` the memory of a tier named ``pim``), so a level may not be named like
+a unit, a far tier ``dev<N>``, nor a PIM tier ``mem``: a record that would not read back
+as itself is refused when it is made.
 
 A *bound label* says which term of an op's uncontended cost dominated (``BoundLabel``)::
 
@@ -183,8 +184,3 @@ def try_parse_bound(text: object) -> BoundLabel | None:
         return parse_bound(str(text))
     except ResourceIdError:
         return None
-
-
-def bound_of(resource: str) -> str:
-    """The bound label (as text) of the resource id ``resource``."""
-    return str(parse(resource).bound)

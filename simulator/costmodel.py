@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_models import physics
-from hw_models.resource_id import ResourceId, bound_of
+from hw_models.resource_id import ResourceId, parse
 from hw_models.spec import DTYPES, SystemSpec
 from workloads.op import GEMM_KINDS, MATRIX_KINDS, Op
 
@@ -519,7 +519,8 @@ def _collective(op: Op, st: Structure, t: OpTerms) -> None:
                          "add one to its spec (bandwidth, latency, efficiency with sources)")
     a = op.attrs
     custom = bool(a.get("custom")) and ckind == "all_reduce" and st.system.interconnect.custom_allreduce_latency is not None
-    t.collective = (ckind, n, size, str(ResourceId("interconnect", device=st.d)), a.get("launch", "eager") != "graph", custom)
+    port = str(ResourceId("interconnect", device=st.d))
+    t.collective = (ckind, n, size, port, a.get("launch", "eager") != "graph", custom)
 
 
 def _route(a, read: bool, st: Structure, pl: Placement, pim_tier, resident, cand, far, t: OpTerms) -> float:
@@ -741,7 +742,7 @@ def costs_of(table: TermTable, ev: Evaluation, op_ids: list[int]) -> list[OpCost
             dems.append(Demand(res, nbytes, float(ev.dem_rate[j]), label, peak))
         c = ev.coll.get(i)
         if c is not None and c[1] > 0:
-            dems.append(Demand(c[0], c[1], c[2], bound_of(c[0]), c[2]))
+            dems.append(Demand(c[0], c[1], c[2], str(parse(c[0]).bound), c[2]))
         comp, fixed = float(ev.compute[i]), float(ev.fixed[i])
         best, bound = comp, "compute"
         for d in dems:
