@@ -56,6 +56,7 @@ _RESOURCE = re.compile(
     rf"|pim\.(?P<ptier>{_NAME})")
 _BOUND = re.compile(rf"(?P<bare>{'|'.join(BARE_TERMS)})|(?P<term>{'|'.join(NAMED_TERMS)}):(?P<name>{_NAME})")
 _RESOURCE_FORMS = "dev<D>.<level|unit>, <tier>.mem, <tier>.link.h2d|d2h, pim.<tier>, interconnect.<D> or network.<D>"
+_BOUND_FORMS = f"{', '.join(BARE_TERMS)}, memory:<name> or link:<name>"
 
 #: the ``time_by_bound`` term that contention on a resource counts as (memory otherwise)
 _CONTENTION_TERM = {"interconnect": "collective", "link": "link", "pim": "pim"}
@@ -96,10 +97,10 @@ class ResourceId:
     direction: str = ""
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS or _fields(self._format()) != (self.kind, self.name, self.device, self.direction):
+        if self.kind not in KINDS or _fields(str(self)) != (self.kind, self.name, self.device, self.direction):
             raise ResourceIdError(f"{self!r} has no resource id that reads back as itself (forms: {_RESOURCE_FORMS})")
 
-    def _format(self) -> str:
+    def __str__(self) -> str:
         k = self.kind
         if k in ("level", "unit"):
             return f"dev{self.device}.{self.name}"
@@ -110,9 +111,6 @@ class ResourceId:
         if k == "tier":
             return f"{self.name}.mem"
         return f"pim.{self.name}"
-
-    def __str__(self) -> str:
-        return self._format()
 
     @property
     def bound(self) -> BoundLabel:
@@ -144,8 +142,7 @@ class BoundLabel:
 
     def __post_init__(self) -> None:
         if _BOUND.fullmatch(str(self)) is None:
-            raise ResourceIdError(f"{self!r} is not a bound label (forms: {', '.join(BARE_TERMS)}, memory:<name>, "
-                                  "link:<name>)")
+            raise ResourceIdError(f"{self!r} is not a bound label (forms: {_BOUND_FORMS})")
 
     def __str__(self) -> str:
         return f"{self.term}:{self.name}" if self.name else self.term
@@ -165,8 +162,7 @@ def parse_bound(text: str) -> BoundLabel:
     """The bound label ``text`` (see the module docstring); one-line error if it is none."""
     m = _BOUND.fullmatch(str(text))
     if m is None:
-        raise ResourceIdError(f"malformed bound label {text!r}: expected {', '.join(BARE_TERMS)}, memory:<name> "
-                              "or link:<name>")
+        raise ResourceIdError(f"malformed bound label {text!r}: expected {_BOUND_FORMS}")
     return BoundLabel(m["bare"] or m["term"], m["name"] or "")
 
 
