@@ -7,14 +7,18 @@ from typing import Any
 
 import pandas as pd
 
+from hw_models.resource_id import try_parse, try_parse_bound
+
 
 def describe_bound(bound: str) -> str:
     """An engine binding term ("host", "launch", "dev0.hbm", "host.link.h2d", "compute") in words."""
     b = str(bound).lower()
     if b in ("host", "launch", "dispatch", "host dispatch", "host/launch") or b.startswith(("host.dispatch", "launch")):
         return "host dispatch (launch overhead)"
-    if b.startswith("link:"):
-        return f"the {b.split(':', 1)[1]} link"
+    # the simulator's own labels and ids; the text rules below also read other tools' frames
+    label, rid = try_parse_bound(b), try_parse(b)
+    if label is not None and label.term == "link":
+        return f"the {label.name} link"
     if "link" in b or b.startswith("interconnect"):
         return f"the {b} link" if b != "link" else "host-device link transfers"
     if b == "memory":
@@ -24,8 +28,8 @@ def describe_bound(bound: str) -> str:
     m = re.fullmatch(r"(?:dev\d+\.|memory[:.]?)?(l1|l2|l3|llc|smem|hbm|dram|gddr|lpddr)\w*", b)
     if m:
         return f"{m.group(1).upper()} bandwidth"
-    if b.endswith(".mem"):
-        return f"{b.removesuffix('.mem')} tier memory bandwidth"
+    if rid is not None and rid.kind == "tier":
+        return f"{rid.name} tier memory bandwidth"
     if b.startswith("compute") or b in ("matrix", "vector", "flops"):
         return f"{b.split(':', 1)[1]} compute throughput" if ":" in b else "compute throughput"
     if "atomic" in b:

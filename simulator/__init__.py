@@ -12,6 +12,7 @@ that both of them share.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hw_models.intervals import union_length
+from hw_models.resource_id import ResourceId
 
 from .engine import LAUNCH_MODES, WRITEBACK, EnginePlan, PerOp, Timeline, build_engine_plan, run_simpy
 from .fastpath import run_fast
@@ -299,6 +301,16 @@ def assemble(graph, system, costs, eplan: EnginePlan, tl: Timeline, meta: dict, 
     return SimResult(meta, ops_table, copies_table, totals, tbb, list(eplan.lanes), list(eplan.resource_names))
 
 
+#: the device unit named in the ``resource`` column of an op that moved no shared bytes, by its term
+_UNIT_OF_TERM = {"compute": "compute", "atomic": "atomics"}
+
+
+@functools.cache
+def _unit_id(device: int, term: str) -> str:
+    # one id per device and term, not one record per op of a large graph
+    return str(ResourceId("unit", _UNIT_OF_TERM.get(term, "launch"), device))
+
+
 def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeline) -> pd.DataFrame:
     ops = ga.ops
     n = ga.n
@@ -311,12 +323,8 @@ def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeli
         elif eplan.res[i] and terms[i] in ("memory", "link", "pim", "collective"):
             k = int(np.argmax(eplan.work[i]))
             resource.append(names[eplan.res[i][k]])
-        elif terms[i] == "compute":
-            resource.append(f"dev{ops[i].device}.compute")
-        elif terms[i] == "atomic":
-            resource.append(f"dev{ops[i].device}.atomics")
         else:
-            resource.append(f"dev{ops[i].device}.launch")
+            resource.append(_unit_id(ops[i].device, terms[i]))
     lanes = eplan.lanes
     return pd.DataFrame({
         "id": [op.id for op in ops],

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_models import physics
+from hw_models.resource_id import ResourceId, parse
 from hw_models.spec import DTYPES, SystemSpec
 from workloads.op import GEMM_KINDS, MATRIX_KINDS, Op
 
@@ -307,8 +308,8 @@ class Structure:
         self.system = system
         self.device = dev
         self.d = d
-        self.levels = [(f"dev{d}.{lv.name}", f"memory:{lv.name}", f"level:{lv.name}", lv.bandwidth.value)
-                       for lv in dev.memory]
+        self.levels = [(str(r), str(r.bound), f"level:{lv.name}", lv.bandwidth.value)
+                       for lv in dev.memory for r in [ResourceId("level", lv.name, d)]]
         self.main = len(dev.memory) - 1
         self.cache = cache_levels(dev)
         self.llc = max((c for _, c in self.cache), default=0.0)
@@ -372,12 +373,12 @@ def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | N
 
     def far(tier_name: str, nbytes: float, read: bool) -> None:
         tier = st.tier(tier_name)
-        t.demand(f"{tier_name}.mem", f"tier:{tier_name}", nbytes, f"memory:{tier_name}", tier.bandwidth.value)
+        mem, way = ResourceId("tier", tier_name), ResourceId("link", tier_name, direction="h2d" if read else "d2h")
+        t.demand(str(mem), f"tier:{tier_name}", nbytes, str(mem.bound), tier.bandwidth.value)
         link = tier.link
         line = link.granularity.value if link.granularity is not None else 0.0
         wire = physics.link_wire_bytes(nbytes, link.access == "cacheline", line)
-        t.demand(f"{tier_name}.link.{'h2d' if read else 'd2h'}", f"link:{tier_name}", wire, f"link:{tier_name}",
-                 link.bandwidth.value)
+        t.demand(str(way), f"link:{tier_name}", wire, str(way.bound), link.bandwidth.value)
         crossed.add(tier_name)
 
     pim_tier = _pim_tier(op, st, pl)
@@ -418,12 +419,13 @@ def op_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | N
         link = st.tiers[pim_tier].link
         line = link.granularity.value if link.granularity is not None else 0.0
         cl = link.access == "cacheline"
+        to_pim, back = ResourceId("link", pim_tier, direction="d2h"), ResourceId("link", pim_tier, direction="h2d")
         if act_in:
-            t.demand(f"{pim_tier}.link.d2h", f"link:{pim_tier}", physics.link_wire_bytes(act_in, cl, line),
-                     f"link:{pim_tier}", link.bandwidth.value)
+            t.demand(str(to_pim), f"link:{pim_tier}", physics.link_wire_bytes(act_in, cl, line),
+                     str(to_pim.bound), link.bandwidth.value)
         if op.bytes_written:
-            t.demand(f"{pim_tier}.link.h2d", f"link:{pim_tier}", physics.link_wire_bytes(op.bytes_written, cl, line),
-                     f"link:{pim_tier}", link.bandwidth.value)
+            t.demand(str(back), f"link:{pim_tier}", physics.link_wire_bytes(op.bytes_written, cl, line),
+                     str(back.bound), link.bandwidth.value)
         crossed.add(pim_tier)
     elif kind not in ("transfer", "collective"):
         roof = _compute_terms(op, st, t)
@@ -517,7 +519,8 @@ def _collective(op: Op, st: Structure, t: OpTerms) -> None:
                          "add one to its spec (bandwidth, latency, efficiency with sources)")
     a = op.attrs
     custom = bool(a.get("custom")) and ckind == "all_reduce" and st.system.interconnect.custom_allreduce_latency is not None
-    t.collective = (ckind, n, size, f"interconnect.{st.d}", a.get("launch", "eager") != "graph", custom)
+    port = str(ResourceId("interconnect", device=st.d))
+    t.collective = (ckind, n, size, port, a.get("launch", "eager") != "graph", custom)
 
 
 def _route(a, read: bool, st: Structure, pl: Placement, pim_tier, resident, cand, far, t: OpTerms) -> float:
@@ -543,7 +546,8 @@ def _route(a, read: bool, st: Structure, pl: Placement, pim_tier, resident, cand
     where = pl.tier_of(role)
     if read and role == "weight" and pim_tier is not None:
         pim = st.tiers[pim_tier].pim
-        t.demand(f"pim.{pim_tier}", f"pim:{pim_tier}.internal", nbytes, "pim", pim.internal_bandwidth.value)
+        banks = ResourceId("pim", pim_tier)
+        t.demand(str(banks), f"pim:{pim_tier}.internal", nbytes, str(banks.bound), pim.internal_bandwidth.value)
         return ws
     if where != DEVICE and pl.prefetch and role in ("weight", "kv_cache") and st.tier(where).kind != "pim":
         where = DEVICE  # a copy stream staged it in device memory (the engine prices the copy)
@@ -738,7 +742,7 @@ def costs_of(table: TermTable, ev: Evaluation, op_ids: list[int]) -> list[OpCost
             dems.append(Demand(res, nbytes, float(ev.dem_rate[j]), label, peak))
         c = ev.coll.get(i)
         if c is not None and c[1] > 0:
-            dems.append(Demand(c[0], c[1], c[2], "link:interconnect", c[2]))
+            dems.append(Demand(c[0], c[1], c[2], str(parse(c[0]).bound), c[2]))
         comp, fixed = float(ev.compute[i]), float(ev.fixed[i])
         best, bound = comp, "compute"
         for d in dems:

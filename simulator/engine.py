@@ -52,6 +52,7 @@ import numpy as np
 import simpy
 
 from hw_models import physics
+from hw_models.resource_id import ResourceId
 from workloads.op import LIBRARY_KINDS
 
 from .resources import NO_RESOURCE, SharedBandwidth
@@ -362,7 +363,7 @@ def _add_prefetch(eplan: EnginePlan, graph, system, placement, rid, params) -> N
             wire = physics.link_wire_bytes(b, cacheline, link.granularity.value if cacheline else 0.0)
             stream = wire / float(params.rate(f"link:{tier}", wire))
             latency = params.scalar(f"latency:link:{tier}")
-            r.append(rid(f"{tier}.link.{direction}"))
+            r.append(rid(str(ResourceId("link", tier, direction=direction))))
             w.append(stream)
             floor = max(floor, latency + stream)
             lat = max(lat, latency)

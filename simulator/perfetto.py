@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hw_models.resource_id import parse
+
 HOST_TID = 0
 _STREAM_BASE = 1
 _LINK_BASE = 1000
@@ -33,7 +35,7 @@ def trace_events(res) -> list[dict]:
     for ln, tid in lane_tid.items():
         ev.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name",
                    "args": {"name": f"device {ln[0]} stream {ln[1]}"}})
-    links = sorted({r for r in res.resources if ".link." in r or r.startswith("interconnect")})
+    links = sorted({r for r in res.resources if parse(r).kind in ("link", "interconnect")})
     link_tid = {r: _LINK_BASE + k for k, r in enumerate(links)}
     for r, tid in link_tid.items():
         ev.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": r}})

@@ -1,8 +1,8 @@
 """Processor-sharing bandwidth resources, one simpy wake-up per completion.
 
 Every memory level, tier memory and link direction is a resource id (``dev0.hbm``,
-``host.link.h2d``, ...). A *job* (one op, or one prefetch copy) holds a *flow* on each
-resource it moves bytes through; a flow's work is measured in seconds at the full rate
+``host.link.h2d``, ...: ``hw_models.resource_id``). A *job* (one op, or one prefetch
+copy) holds a *flow* on each resource it moves bytes through; a flow's work is measured in seconds at the full rate
 the cost model granted it (``bytes / bandwidth``), so an uncontended job takes exactly
 its cost-model time. ``n`` flows on one resource each progress at ``1/n`` of their rate
 (equal processor sharing; per-op efficiency differences are already inside the work).

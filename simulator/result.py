@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hw_models.resource_id import BoundLabel, parse, parse_bound
+
 #: significant digits kept in JSON: far below any physical precision, far above float noise
 JSON_DIGITS = 12
 
@@ -40,23 +42,16 @@ SUMMARY_KEYS = ("model", "hardware", "phase", "batch", "context", "dtype", "fusi
 
 def category(bound: str, kind: str = "") -> str:
     """Cost-model bound label (``memory:hbm``, ``link:cxl``, ...) -> a binding term."""
-    if kind == "collective" or bound == "link:interconnect":
+    b = parse_bound(bound)
+    if kind == "collective" or b == BoundLabel("link", "interconnect"):
         return "collective"
-    head = bound.split(":", 1)[0]
-    if head in ("compute", "memory", "link", "atomic", "pim", "latency", "host", "collective"):
-        return head
-    return "latency"
+    # ``none`` is an op that takes no time: latency, where it adds nothing
+    return "latency" if b.term == "none" else b.term
 
 
 def resource_category(resource: str) -> str:
     """Shared resource id -> the binding term its contention counts as."""
-    if resource.startswith("interconnect"):
-        return "collective"
-    if ".link." in resource:
-        return "link"
-    if resource.startswith("pim."):
-        return "pim"
-    return "memory"
+    return parse(resource).contention_term
 
 
 def _round(x: Any) -> Any:

@@ -50,6 +50,7 @@ import numpy as np
 import yaml
 
 from hw_models import physics
+from hw_models.resource_id import ResourceId
 
 from .result import StepTotals
 
@@ -168,15 +169,17 @@ def collective_cost(op, system, lay: Layout, base):
                                         (_rate(ic, size), ic.latency.value), (_rate(net, size / g), net.latency.value))
     call = max(net.collective_latency.value if net.collective_latency else 0.0, ic.collective_latency.value)
     dems = []
+    # one device per stage is simulated, so its ports are device 0's
+    ic_port, net_port = ResourceId("interconnect", device=0), ResourceId("network", device=0)
     if r["intra_bytes"] > 0:
-        dems.append(Demand("interconnect.0", r["intra_bytes"], _rate(ic, size), "link:interconnect",
-                           ic.bandwidth.value))
+        dems.append(Demand(str(ic_port), r["intra_bytes"], _rate(ic, size), str(ic_port.bound), ic.bandwidth.value))
     if r["inter_bytes"] > 0:
-        dems.append(Demand("network.0", r["inter_bytes"], _rate(net, size / g), "link:network", net.bandwidth.value))
+        dems.append(Demand(str(net_port), r["inter_bytes"], _rate(net, size / g), str(net_port.bound),
+                           net.bandwidth.value))
     body = r["time_s"]
     fixed = call + body - max((d.time_s for d in dems), default=0.0)
     a["levels"] = {"interconnect": (r["intra_bytes"], r["intra_s"]), "network": (r["inter_bytes"], r["inter_s"])}
-    bound = "link:network" if r["inter_s"] >= r["intra_s"] else "link:interconnect"
+    bound = str((net_port if r["inter_s"] >= r["intra_s"] else ic_port).bound)
     return OpCost(base.op_id, 0.0, dems, fixed, 0.0, 0.0, call + body, bound, body, False, 0.0, size, 1, "")
 
 
