@@ -12,14 +12,15 @@ import json
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_command_group, add_format_arg
+
 PLURAL = {"family": "families"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("cache", help="show or clear the graph cache")
-    sub = p.add_subparsers(dest="cache_command", required=True, parser_class=type(p))
+    sub = add_command_group(subparsers, "cache", "show or clear the graph cache")
     info = sub.add_parser("info", help="where the cache is, how many entries, how big")
-    info.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(info)
     info.set_defaults(func=run_info)
     clear = sub.add_parser("clear", help="remove every cached graph and family")
     clear.set_defaults(func=run_clear)

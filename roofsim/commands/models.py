@@ -7,12 +7,13 @@ import json
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_command_group, add_format_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("models", help="list the model zoo")
-    sub = p.add_subparsers(dest="models_command", required=True, parser_class=type(p))
+    sub = add_command_group(subparsers, "models", "list the model zoo")
     ls = sub.add_parser("list", help="one row per zoo model")
-    ls.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(ls)
     ls.set_defaults(func=run_list)
 
 
