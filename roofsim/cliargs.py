@@ -34,6 +34,17 @@ def add_command_group(subparsers: argparse._SubParsersAction, name: str, help: s
     return p.add_subparsers(dest=f"{name}_command", required=True, parser_class=type(p))
 
 
+def add_subcommand(group: argparse._SubParsersAction, name: str, help: str, func: Callable, *,
+                   formats: bool = True) -> argparse.ArgumentParser:
+    """One subcommand of an ``add_command_group`` group, run by ``func(args)``; with
+    ``formats``, its output is a table or JSON (``add_format_arg``)."""
+    p = group.add_parser(name, help=help)
+    if formats:
+        add_format_arg(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def add_precision_args(p: argparse.ArgumentParser, dtype: bool = True) -> None:
     """--precision (and its older name --dtype), --weights, --activations, --kv-cache,
     --group-size and --quant-kernel (``workloads.precision``, ``workloads.quantkernels``)."""

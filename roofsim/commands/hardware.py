@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from hw_models import catalog, units
 from hw_models.spec import EfficiencyCurve, Quantity, Switch, SystemSpec, TileSpec
-from roofsim.cliargs import add_command_group, add_format_arg
+from roofsim.cliargs import add_command_group, add_subcommand
 
 #: long sources wrap in the table instead of pushing it off the screen
 SOURCE_WIDTH = 72
@@ -20,13 +20,9 @@ SOURCE_WIDTH = 72
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_command_group(subparsers, "hardware", "list the hardware catalog or show one system's numbers")
-    ls = sub.add_parser("list", help="one row per catalog system, plus host and tier components")
-    add_format_arg(ls)
-    ls.set_defaults(func=run_list)
-    sh = sub.add_parser("show", help="every number of one system, with unit and source")
+    add_subcommand(sub, "list", "one row per catalog system, plus host and tier components", run_list)
+    sh = add_subcommand(sub, "show", "every number of one system, with unit and source", run_show)
     sh.add_argument("hardware", metavar="ID|PATH", help="catalog id (see 'roofsim hardware list') or a YAML file")
-    add_format_arg(sh)
-    sh.set_defaults(func=run_show)
 
 
 # --- list -------------------------------------------------------------------------------

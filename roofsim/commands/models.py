@@ -7,14 +7,12 @@ import json
 
 from tabulate import tabulate
 
-from roofsim.cliargs import add_command_group, add_format_arg
+from roofsim.cliargs import add_command_group, add_subcommand
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sub = add_command_group(subparsers, "models", "list the model zoo")
-    ls = sub.add_parser("list", help="one row per zoo model")
-    add_format_arg(ls)
-    ls.set_defaults(func=run_list)
+    add_subcommand(sub, "list", "one row per zoo model", run_list)
 
 
 def _params(n: int | None) -> str:
