@@ -46,7 +46,8 @@ class ScaledStepModel(StepModel):
         self._moe_graph = self._probe
         if self.ep > 1:
             from workloads.expert_parallel import check_degree
-            from workloads.zoo import _first_alike, llm_config
+            from workloads.truncated import llm_config
+            from workloads.zoo import _first_alike
 
             first = _first_alike(llm_config(model)[0]) or 0
             if first:  # dense layers come first (DeepSeek-V3): probe down to the first MoE layer
@@ -95,7 +96,8 @@ class ScaledStepModel(StepModel):
         op = self._moe()
         a = op.attrs
         per_layer = sum(x.bytes for x in op.reads if "experts" in x.tensor) * a["num_experts"] / a["expected_experts"]
-        from workloads.zoo import _first_alike, llm_config
+        from workloads.truncated import llm_config
+        from workloads.zoo import _first_alike
 
         moe_layers = self.layers - (_first_alike(llm_config(self.model)[0]) or 0)
         return float(per_layer) * moe_layers
