@@ -92,7 +92,8 @@ def _emit(res, args, table) -> int:
 def _scaled(args, given, system, placement) -> int:
     """A step over pipeline stages, expert-parallel ranks or nodes (``roofsim.scaleout``)."""
     from roofsim import scaleout
-    from simulator.scaleout import simulate_scaled, with_nodes
+    from simulator.layout import with_nodes
+    from simulator.scaleout import simulate_scaled
     from workloads import build
 
     micro = scaleout.check_args(args)

@@ -32,7 +32,8 @@ class ScaledStepModel(StepModel):
     def __init__(self, model: str, system: Any, *, tp: int = 1, pp: int = 1, ep: int = 1, nodes: int = 1,
                  imbalance: float | None = None, **kw: Any) -> None:
         from hw_models.catalog import load
-        from simulator.scaleout import activation_bytes, default_imbalance, layout, with_nodes
+        from simulator.layout import layout, with_nodes
+        from simulator.scaleout import activation_bytes, default_imbalance
 
         sysn = with_nodes(load(system), nodes)
         self.pp, self.ep = int(pp), int(ep)
@@ -61,7 +62,7 @@ class ScaledStepModel(StepModel):
         return simulate(expert_shard(graph, self.ep, self.imbalance), system, launch=launch, tp=tp)
 
     def _sends(self, tokens: int) -> float:
-        from simulator.scaleout import link_time
+        from simulator.layout import link_time
 
         nbytes = float(tokens * self._hidden * self._act)
         return sum(link_time(self.lay.p2p_level(s), nbytes, self.system) for s in range(self.pp - 1))
