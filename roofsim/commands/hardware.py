@@ -11,7 +11,8 @@ from pydantic import BaseModel
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from hw_models.spec import EfficiencyCurve, Quantity, Switch, SystemSpec, TileSpec
+from hw_models.quantity import EfficiencyCurve, Quantity, Switch
+from hw_models.spec import SystemSpec, TileSpec
 from roofsim.cliargs import add_command_group, add_subcommand
 
 #: long sources wrap in the table instead of pushing it off the screen
