@@ -5,7 +5,8 @@ Models are built from their config (``zoo_configs.yaml``: values copied from Hug
 config.json files) with the real transformers implementation on the meta device. For
 decoder LLMs whose layers are all alike, one layer is traced and replicated
 (``workloads.replicate``), which gives the same ops as tracing every layer, in a fraction
-of the time.
+of the time. A config.json is read and checked by ``workloads.configfile``; the first few
+layers alone, for step models, are built by ``workloads.truncated``.
 """
 
 from __future__ import annotations
