@@ -1,6 +1,6 @@
 """What hardware *is*: pydantic specs for systems, read from YAML with human units.
 
-Every number is a ``Quantity`` that carries its ``source`` (a datasheet, a paper, or
+Every number is a ``Quantity`` (``hw_models.quantity``) that carries its ``source`` (a datasheet, a paper, or
 ``measured: validation/data/...``), so a reader can always ask "says who?".
 A system is one host (the CPU that dispatches work), ``num_devices`` identical devices
 (GPU or CPU sockets doing the math), an optional device-to-device interconnect for
@@ -10,185 +10,27 @@ PIM memory), each reached over its own link.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from . import units
+from .quantity import (
+    Bandwidth,
+    Bytes,
+    Count,
+    EfficiencyCurve,
+    Exponent,
+    FlopRate,
+    Rate,
+    Seconds,
+    Strict,
+    Switch,
+)
 
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class Quantity(_Strict):
-    """A number with a unit dimension and the source it came from.
-
-    ``minimum``/``maximum`` bound what a value of this kind can physically be: a
-    bandwidth of 0 B/s or a device count of 1e26 is a typo, and is refused at load with
-    the field's name rather than dividing by zero later.
-    """
-
-    dimension: ClassVar[str] = "count"
-    #: smallest allowed value, and whether the value must be strictly above it
-    minimum: ClassVar[float] = 0.0
-    strict_minimum: ClassVar[bool] = False
-    maximum: ClassVar[float] = float("inf")
-    value: float
-    source: str = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, data: Any) -> Any:
-        if isinstance(data, Quantity):
-            return {"value": data.value, "source": data.source}
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"expected a mapping {{value: ..., source: ...}}, got {data!r} (every number needs a source)"
-            )
-        if "source" not in data:
-            raise ValueError("missing 'source' (every hardware number must say where it came from)")
-        out = dict(data)
-        try:
-            out["value"] = units.parse(data.get("value"), cls.dimension)
-        except units.UnitError as e:
-            raise ValueError(str(e)) from None
-        return out
-
-    @field_validator("value")
-    @classmethod
-    def _in_range(cls, v: float) -> float:
-        if not np.isfinite(v) or v < cls.minimum or (cls.strict_minimum and v == cls.minimum):
-            floor = f"> {cls.minimum:g}" if cls.strict_minimum else f">= {cls.minimum:g}"
-            raise ValueError(f"must be a finite number {floor}, got {v:g}")
-        if v > cls.maximum:
-            raise ValueError(f"{units.fmt(v, cls.dimension)} is not plausible (at most {units.fmt(cls.maximum, cls.dimension)})")
-        return v
-
-    def __str__(self) -> str:
-        return units.fmt(self.value, self.dimension)
-
-
-class Bytes(Quantity):
-    dimension: ClassVar[str] = "bytes"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1e18  # an exabyte: no single memory or tier holds more
-
-
-class Bandwidth(Quantity):
-    dimension: ClassVar[str] = "bandwidth"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1e16  # 10 PB/s: above any register file in existence
-
-
-class Seconds(Quantity):
-    dimension: ClassVar[str] = "time"
-    maximum: ClassVar[float] = 1.0  # every latency and overhead in a spec is far under a second
-
-
-class FlopRate(Quantity):
-    dimension: ClassVar[str] = "flop_rate"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1e19  # 10 EFLOP/s per device
-
-
-class Rate(Quantity):
-    dimension: ClassVar[str] = "rate"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1e16
-
-
-class Count(Quantity):
-    dimension: ClassVar[str] = "count"
-    minimum: ClassVar[float] = 1.0
-    maximum: ClassVar[float] = 1e7
-
-
-class Ratio(Quantity):
-    dimension: ClassVar[str] = "ratio"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1.0
-
-
-class Exponent(Quantity):
-    """A dimensionless exponent >= 1 (see ``DeviceSpec.overlap``)."""
-
-    dimension: ClassVar[str] = "count"
-    minimum: ClassVar[float] = 1.0
-    maximum: ClassVar[float] = 1e3
-
-
-class Switch(_Strict):
-    """A yes/no property of the hardware, with the source that says so."""
-
-    value: bool
-    source: str = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a mapping {{value: true|false, source: ...}}, got {data!r}")
-        if "source" not in data:
-            raise ValueError("missing 'source' (every hardware property must say where it came from)")
-        v = data.get("value")
-        if not isinstance(v, bool):
-            raise ValueError(f"value must be true or false, got {v!r}")
-        return data
-
-    def __bool__(self) -> bool:
-        return self.value
-
-
-class EfficiencyCurve(_Strict):
-    """Fraction of peak reached as a function of work size (bytes or FLOPs).
-
-    ``points`` are (size, efficiency) pairs, interpolated linearly in log10(size) and
-    held flat beyond the ends; ``value`` is shorthand for a flat curve. Kept as data
-    (after Calculon) so calibration can rewrite it without touching code.
-    """
-
-    points: list[tuple[float, float]]
-    source: str = Field(min_length=1)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "value" in data and "points" not in data:
-            out = {k: v for k, v in data.items() if k != "value"}
-            out["points"] = [(1.0, data["value"])]
-            return out
-        return data
-
-    @field_validator("points")
-    @classmethod
-    def _check(cls, pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        if not pts:
-            raise ValueError("needs at least one (size, efficiency) point")
-        pts = sorted((float(x), float(e)) for x, e in pts)
-        for x, e in pts:
-            if not (x > 0):
-                raise ValueError(f"size {x} must be > 0")
-            if not (0 < e <= 1.0):
-                raise ValueError(f"efficiency {e} must be in (0, 1]")
-        return pts
-
-    def __call__(self, size: float | np.ndarray) -> float | np.ndarray:
-        xs = np.log10([p[0] for p in self.points])
-        es = np.array([p[1] for p in self.points])
-        x = np.log10(np.maximum(np.asarray(size, dtype=float), 1.0))
-        out = np.interp(x, xs, es)
-        return float(out) if np.ndim(out) == 0 else out
-
-
-def flat(value: float, source: str) -> EfficiencyCurve:
-    return EfficiencyCurve(points=[(1.0, value)], source=source)
-
-
-class MemoryLevel(_Strict):
+class MemoryLevel(Strict):
     """One level of a device's memory hierarchy (L1, L2, LLC, HBM/DRAM)."""
 
     name: str
@@ -202,7 +44,7 @@ class MemoryLevel(_Strict):
     persistent: Switch
 
 
-class ComputeUnit(_Strict):
+class ComputeUnit(Strict):
     peak: FlopRate
     efficiency: EfficiencyCurve
     #: optional per-op-kind efficiency (of the same ``peak``) by FLOPs, overriding
@@ -221,7 +63,7 @@ class ComputeUnit(_Strict):
         return self.efficiency
 
 
-class AtomicSpec(_Strict):
+class AtomicSpec(Strict):
     """Atomic accumulate: distinct addresses proceed in parallel up to ``update_rate``;
     updates to one address serialise at ``same_address_rate``."""
 
@@ -229,7 +71,7 @@ class AtomicSpec(_Strict):
     same_address_rate: Rate
 
 
-class TileSpec(_Strict):
+class TileSpec(Strict):
     """How matrix kernels cut a GEMM into per-compute-unit output tiles.
 
     A library picks, per shape, the tile of ``shapes`` that finishes soonest: bigger
@@ -251,7 +93,7 @@ class TileSpec(_Strict):
         return v
 
 
-class DeviceSpec(_Strict):
+class DeviceSpec(Strict):
     name: str
     kind: Literal["gpu", "cpu"]
     compute_units: Count = Field(description="SMs on a GPU, cores on a CPU: the unit of wave quantisation")
@@ -308,7 +150,7 @@ class DeviceSpec(_Strict):
                        f"{', '.join(lv.name for lv in self.memory)}")
 
 
-class HostSpec(_Strict):
+class HostSpec(Strict):
     """The CPU that runs the framework and issues kernels."""
 
     name: str
@@ -332,7 +174,7 @@ class HostSpec(_Strict):
     memory_latency: Seconds
 
 
-class LinkSpec(_Strict):
+class LinkSpec(Strict):
     name: str
     kind: Literal["pcie", "nvlink", "nvlink-c2c", "infinity-fabric", "cxl", "ddr", "internal", "network"]
     #: per direction; reads and writes travel in opposite directions
@@ -365,7 +207,7 @@ class LinkSpec(_Strict):
         return self
 
 
-class PimSpec(_Strict):
+class PimSpec(Strict):
     """Compute inside the memory banks (bank-level parallelism).
 
     A GEMV on PIM streams every weight row through the bank units once per input
@@ -383,7 +225,7 @@ class PimSpec(_Strict):
     dtypes: list[str] = ["fp16", "bf16"]
 
 
-class TierSpec(_Strict):
+class TierSpec(Strict):
     """Memory outside the device: host DRAM, a CXL expander, PIM-enabled memory."""
 
     name: str
@@ -401,7 +243,7 @@ class TierSpec(_Strict):
         return self
 
 
-class SystemSpec(_Strict):
+class SystemSpec(Strict):
     id: str
     name: str
     description: str = ""

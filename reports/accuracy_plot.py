@@ -46,12 +46,8 @@ def plot_pred_vs_measured(df: pd.DataFrame, title: str) -> Figure:
     for kind, g in e.groupby("kind"):
         ax.scatter(g["measured_s"] * 1e6, g["predicted_s"] * 1e6, s=18, color=kind_colour(kind), alpha=0.8,
                    edgecolor="none", label=f"{kind} (n={len(g)})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_xlabel("measured time (µs)")
-    ax.set_ylabel("predicted time (µs)")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured time (µs)",
+           ylabel="predicted time (µs)")
     within = float((e["ape"] <= BAND).mean()) if len(e) else float("nan")
     ax.set_title(f"{title}\nmedian |error| {e['ape'].median():.1%}, {within:.0%} within ±10% (n={len(e)})")
     ax.legend(fontsize=8, loc="upper left")

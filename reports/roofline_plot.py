@@ -79,12 +79,8 @@ def plot_roofline(df: pd.DataFrame, system, path: str | Path, title: str | None 
                        label=None if len(k) else f"op: {kind}")
         n_points += len(k) + len(z)
 
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(y_lo, y_hi)
-    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
-    ax.set_ylabel("attained performance (FLOP/s)")
+    ax.set(xscale="log", yscale="log", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi),
+           xlabel="arithmetic intensity (FLOP/byte)", ylabel="attained performance (FLOP/s)")
     ax.set_title(title or f"Roofline on {system.name}")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

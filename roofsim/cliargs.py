@@ -1,8 +1,10 @@
-"""Options every command that builds one model step shares, so they read the same everywhere."""
+"""Options every command that builds one model step shares, and the checks on them, so they
+read the same everywhere."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from roofsim.errors import UserError
 
@@ -18,6 +20,29 @@ def fusion_policies():
     from workloads.fusion import POLICIES
 
     return POLICIES
+
+
+def add_format_arg(p: argparse.ArgumentParser) -> None:
+    """--format table|json: a table for people, the same numbers as JSON for scripts."""
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def add_command_group(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """A command made of subcommands (``roofsim NAME list|show|...``); one must be given.
+    The chosen one is ``args.NAME_command``."""
+    p = subparsers.add_parser(name, help=help)
+    return p.add_subparsers(dest=f"{name}_command", required=True, parser_class=type(p))
+
+
+def add_subcommand(group: argparse._SubParsersAction, name: str, help: str, func: Callable, *,
+                   formats: bool = True) -> argparse.ArgumentParser:
+    """One subcommand of an ``add_command_group`` group, run by ``func(args)``; with
+    ``formats``, its output is a table or JSON (``add_format_arg``)."""
+    p = group.add_parser(name, help=help)
+    if formats:
+        add_format_arg(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def add_precision_args(p: argparse.ArgumentParser, dtype: bool = True) -> None:
@@ -91,3 +116,27 @@ def fill_step_args(args: argparse.Namespace) -> set[str]:
             setattr(args, k, v)
     args.step_given = given
     return given
+
+
+def require_positive(args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """A one-line error for the first integer option of ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+
+
+def resident_step(args: argparse.Namespace, system, placement, given: set[str], build: Callable):
+    """The whole step graph the step options ask for, by ``build`` (``workloads.build``'s
+    signature); refused in one line when ``--tp`` exceeds the system's devices or does not
+    divide the model, or when one device's share cannot be resident under ``placement``
+    (a step that does not fit is never priced as if it did)."""
+    if args.tp > system.num_devices:
+        raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
+    graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
+                  dtype=args.dtype, given=given, fusion=args.fusion)
+    from simulator.footprint import check_fits
+    from workloads.tensor_parallel import check_degree
+
+    check_degree(graph, args.tp)
+    check_fits(graph, system, placement, args.tp)
+    return graph

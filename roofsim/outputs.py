@@ -33,12 +33,15 @@ from roofsim.errors import UserError
 PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
 
 
-def _pseudo_root(path: Path) -> str | None:
-    text = path.resolve().as_posix()
+def _outside_pseudo_roots(path: str | Path, option: str, instead: str) -> Path:
+    """``path`` as a ``Path``; a one-line ``UserError`` (asking for ``instead``) when it is
+    under a kernel file system."""
+    p = Path(path)
+    text = p.resolve().as_posix()
     for root in PSEUDO_ROOTS:
         if text == root or text.startswith(root + "/"):
-            return root
-    return None
+            raise UserError(f"{option} {path}: under {root}, a kernel file system; give {instead}")
+    return p
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -50,10 +53,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 def check_file(path: str | Path, option: str) -> Path:
     """``path`` as a file the command may create or replace; else a one-line ``UserError``."""
-    p = Path(path)
-    root = _pseudo_root(p)
-    if root:
-        raise UserError(f"{option} {path}: under {root}, a kernel file system; give a path in a normal folder")
+    p = _outside_pseudo_roots(path, option, "a path in a normal folder")
     if p.is_dir():
         raise UserError(f"{option} {path}: is a directory; give a file name")
     parent = p.resolve().parent
@@ -70,10 +70,7 @@ def check_file(path: str | Path, option: str) -> Path:
 
 def check_dir(path: str | Path, option: str) -> Path:
     """``path`` as a folder the command may create or write into; else a one-line ``UserError``."""
-    p = Path(path)
-    root = _pseudo_root(p)
-    if root:
-        raise UserError(f"{option} {path}: under {root}, a kernel file system; give a normal folder")
+    p = _outside_pseudo_roots(path, option, "a normal folder")
     if p.exists() and not p.is_dir():
         raise UserError(f"{option} {path}: is a file, not a folder")
     anc = _existing_ancestor(p)

@@ -119,7 +119,7 @@ def collective_mode(op, meta: dict, launch: str) -> None:
 
 
 def simulate_point(point, system, *, launch: str = "eager", tp: int = 1, placement=None, params=None) -> SimResult:
-    """``simulate`` of one step of a parametric family (``workloads.parametric.FamilyPoint``,
+    """``simulate`` of one step of a parametric family (``workloads.familyarrays.FamilyPoint``,
     already sharded for ``tp``), from its arrays: the planner's sweep.
 
     The same model and engine as ``simulate``: ops are grouped as ``graph_costs`` groups

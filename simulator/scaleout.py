@@ -36,12 +36,14 @@ out over ``tp * ep * pp`` devices of ``system`` (``nodes`` nodes of ``num_device
 
 ``time_by_bound`` of the result: per device, each stage's terms times ``M`` plus its
 bubble; the result's own is the mean over devices (it sums to ``step_time_s``).
+
+Ranks and collectives live in ``simulator.layout``; stages, schedule and per-stage
+memory in ``simulator.pipeline``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,19 +52,14 @@ import numpy as np
 import yaml
 
 from hw_models import physics
-from hw_models.resource_id import ResourceId
 
+from .layout import Layout, ScaleOutError, cost_fn, layout, link_time, with_nodes
+from .pipeline import balance, schedule, stage_graphs, stage_memory
 from .result import StepTotals
 
 CONFIG = Path(__file__).with_name("scaleout.yaml")
 #: names of the two link levels as the report shows them
 LEVELS = {"interconnect": "intra-node", "network": "inter-node"}
-
-
-class ScaleOutError(ValueError):
-    """A parallel layout the system or model cannot take; one line for the user."""
-
-    user_facing = True
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,139 +76,12 @@ def activation_bytes() -> int:
     return int(defaults()["activation_bytes"]["value"])
 
 
-@dataclass(frozen=True)
-class Layout:
-    tp: int = 1
-    pp: int = 1
-    ep: int = 1
-    nodes: int = 1
-    per_node: int = 1
-
-    @property
-    def world(self) -> int:
-        return self.tp * self.ep * self.pp
-
-    def node_of(self, rank: int) -> int:
-        return rank // self.per_node
-
-    def stage_rank(self, s: int) -> int:
-        return s * self.tp * self.ep
-
-    def span(self, size: int) -> tuple[int, int]:
-        """(ranks per node, nodes) of a group of ``size`` neighbouring ranks."""
-        if size <= self.per_node:
-            return size, 1
-        return self.per_node, size // self.per_node
-
-    def p2p_level(self, s: int) -> str:
-        """The link between stage ``s`` and ``s + 1``."""
-        a, b = self.stage_rank(s), self.stage_rank(s + 1)
-        return "network" if self.node_of(a) != self.node_of(b) else "interconnect"
-
-
-def with_nodes(system, nodes: int):
-    """``system`` as a cluster of ``nodes`` nodes (``--nodes``)."""
-    nodes = int(nodes)
-    if nodes < 1:
-        raise ScaleOutError(f"--nodes must be >= 1, got {nodes}")
-    if nodes > 1 and system.network is None:
-        raise ScaleOutError(f"--nodes {nodes}: system {system.id!r} has no inter-node 'network' in its spec; "
-                            "add one (bandwidth, latency, efficiency with sources) or use --nodes 1")
-    return system if nodes == system.nodes else system.model_copy(update={"nodes": nodes})
-
-
-def layout(system, tp: int = 1, pp: int = 1, ep: int = 1, num_layers: int | None = None) -> Layout:
-    """Check a TP x EP x PP layout against the system (and the model's layers); one-line errors."""
-    for flag, v in (("--tp", tp), ("--pp", pp), ("--ep", ep)):
-        if int(v) < 1:
-            raise ScaleOutError(f"{flag} must be a positive integer, got {v}")
-    lay = Layout(int(tp), int(pp), int(ep), system.nodes, system.num_devices)
-    if num_layers is not None and lay.pp > num_layers:
-        raise ScaleOutError(f"--pp {pp} exceeds the {num_layers} layers of the model; allowed: 1..{num_layers}")
-    have = system.num_devices * system.nodes
-    if lay.world > have:
-        raise ScaleOutError(f"--tp {tp} x --ep {ep} x --pp {pp} = {lay.world} devices exceeds the {have} of "
-                            f"{system.nodes} node(s) x {system.num_devices} device(s) of {system.id!r}; "
-                            + ("raise --nodes or lower the degrees" if system.network is not None
-                               else "lower the degrees (the system has no inter-node network for --nodes)"))
-    g = lay.tp * lay.ep
-    if g > lay.per_node and g % lay.per_node:
-        raise ScaleOutError(f"--tp {tp} x --ep {ep} = {g} devices spans nodes of {lay.per_node} devices unevenly; "
-                            f"use a multiple of {lay.per_node}")
-    return lay
-
-
-# -- collectives ------------------------------------------------------------------------
-
-
-def _rate(link, nbytes: float) -> float:
-    return float(link.bandwidth.value * link.efficiency(max(nbytes, 1.0)))
-
-
-def collective_cost(op, system, lay: Layout, base):
-    """``OpCost`` of a collective whose group spans nodes: hierarchical, both levels as
-    demands (``interconnect.0``, ``network.0``); ``base`` (the single-node cost) otherwise."""
-    from .costmodel import Demand, OpCost
-
-    a = op.attrs
-    n = int(a.get("n") or 1)
-    if a.get("ep"):
-        # an EP group is every tp-th rank of the stage's tp x ep block: it spans the block's nodes
-        nn = lay.span(lay.tp * lay.ep)[1]
-        g = max(1, n // nn)
-    else:
-        g, nn = lay.span(n)
-    if nn <= 1 or system.network is None:
-        return base
-    size = float(a.get("bytes") or op.bytes_read)
-    ic, net = system.interconnect, system.network
-    r = physics.hierarchical_collective(a.get("collective") or "all_reduce", size, g, nn,
-                                        (_rate(ic, size), ic.latency.value), (_rate(net, size / g), net.latency.value))
-    call = max(net.collective_latency.value if net.collective_latency else 0.0, ic.collective_latency.value)
-    dems = []
-    # one device per stage is simulated, so its ports are device 0's
-    ic_port, net_port = ResourceId("interconnect", device=0), ResourceId("network", device=0)
-    if r["intra_bytes"] > 0:
-        dems.append(Demand(str(ic_port), r["intra_bytes"], _rate(ic, size), str(ic_port.bound), ic.bandwidth.value))
-    if r["inter_bytes"] > 0:
-        dems.append(Demand(str(net_port), r["inter_bytes"], _rate(net, size / g), str(net_port.bound),
-                           net.bandwidth.value))
-    body = r["time_s"]
-    fixed = call + body - max((d.time_s for d in dems), default=0.0)
-    a["levels"] = {"interconnect": (r["intra_bytes"], r["intra_s"]), "network": (r["inter_bytes"], r["inter_s"])}
-    bound = str((net_port if r["inter_s"] >= r["intra_s"] else ic_port).bound)
-    return OpCost(base.op_id, 0.0, dems, fixed, 0.0, 0.0, call + body, bound, body, False, 0.0, size, 1, "")
-
-
-def _cost_fn(lay: Layout):
-    def fn(graph, system, placement):
-        from .costmodel import graph_costs
-
-        costs = graph_costs(graph, system, placement)
-        for i, op in enumerate(graph.ops):
-            if op.kind == "collective":
-                costs[i] = collective_cost(op, system, lay, costs[i])
-        return costs
-    return fn
-
-
-def link_time(level: str, nbytes: float, system) -> float:
-    """Seconds of one point-to-point send of ``nbytes`` on a link level."""
-    link = system.network if level == "network" else system.interconnect
-    if link is None or nbytes <= 0:
-        return 0.0
-    return link.latency.value + nbytes / _rate(link, nbytes)
-
-
-# -- stages ---------------------------------------------------------------------------
-
-
 def layer_times(graph, system, placement, lay: Layout) -> tuple[dict[int, float], float, float, list[int | None]]:
     """Cost-model seconds per decoder layer, of the ops before the first layer (head) and
     after the last (tail), and each op's layer (``None``: outside the layers)."""
     from .engine import layer_of
 
-    costs = _cost_fn(lay)(graph, system, placement)
+    costs = cost_fn(lay)(graph, system, placement)
     per: dict[int, float] = {}
     head = tail = 0.0
     where = [layer_of(op.module) for op in graph.ops]
@@ -227,156 +97,6 @@ def layer_times(graph, system, placement, lay: Layout) -> tuple[dict[int, float]
         seen = True
         per[L] = per.get(L, 0.0) + t
     return per, head, tail, where
-
-
-def balance(times: list[float], stages: int, head: float = 0.0, tail: float = 0.0) -> list[int]:
-    """First layer index of each of ``stages`` contiguous stages over ``times`` (per layer)
-    that minimises the slowest stage; ``head``/``tail`` ride with the first/last stage."""
-    n = len(times)
-    if stages > n:
-        raise ScaleOutError(f"--pp {stages} exceeds the {n} layers of the model; allowed: 1..{n}")
-    pre = np.concatenate(([0.0], np.cumsum(times)))
-
-    def cost(i: int, j: int, first: bool, last: bool) -> float:
-        return float(pre[j] - pre[i]) + (head if first else 0.0) + (tail if last else 0.0)
-
-    inf = math.inf
-    # best[k][j]: the slowest of k stages over layers [0, j)
-    best = [[inf] * (n + 1) for _ in range(stages + 1)]
-    cut = [[0] * (n + 1) for _ in range(stages + 1)]
-    best[0][0] = 0.0
-    for k in range(1, stages + 1):
-        for j in range(k, n - (stages - k) + 1):
-            for i in range(k - 1, j):
-                if best[k - 1][i] == inf:
-                    continue
-                v = max(best[k - 1][i], cost(i, j, k == 1, k == stages))
-                if v < best[k][j] - 1e-15:
-                    best[k][j], cut[k][j] = v, i
-    starts, j = [], n
-    for k in range(stages, 0, -1):
-        i = cut[k][j]
-        starts.append(i)
-        j = i
-    return starts[::-1]
-
-
-def stage_graphs(graph, where: list[int | None], starts: list[int], layers: int):
-    """One graph per stage: its layers' ops, ops before the layers in the first stage and
-    after them in the last."""
-    from workloads.graph import WorkloadGraph
-
-    bounds = [*starts, layers]
-    seen_layer = False
-    owner = []
-    for L in where:
-        if L is None:
-            owner.append(0 if not seen_layer else len(starts) - 1)
-            continue
-        seen_layer = True
-        owner.append(int(np.searchsorted(bounds, L, side="right")) - 1)
-    out = []
-    for s in range(len(starts)):
-        g = WorkloadGraph(meta={**graph.meta, "stage": s, "layers": (bounds[s], bounds[s + 1])})
-        nid = 0
-        for op, o in zip(graph.ops, owner, strict=True):
-            if o == s:
-                g.add(_renumbered(op, nid))
-                nid += 1
-        out.append(g)
-    return out
-
-
-def _renumbered(op, nid: int):
-    from dataclasses import replace
-
-    return replace(op, id=nid, attrs=dict(op.attrs))
-
-
-# -- schedule ----------------------------------------------------------------------------
-
-
-def schedule(stage_s: list[float], send_s: list[float], microbatches: int) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) [stage, micro-batch] of a GPipe-order forward: stage ``s`` runs
-    micro-batch ``m`` after ``m - 1`` and after ``m`` arrives from ``s - 1``."""
-    S, M = len(stage_s), int(microbatches)
-    start = np.zeros((S, M))
-    end = np.zeros((S, M))
-    for s in range(S):
-        for m in range(M):
-            ready = end[s, m - 1] if m else 0.0
-            if s:
-                ready = max(ready, end[s - 1, m] + send_s[s - 1])
-            start[s, m] = ready
-            end[s, m] = ready + stage_s[s]
-    return start, end
-
-
-def bubble_fraction(stages: int, microbatches: int) -> float:
-    """Idle share of a GPipe step of equal stages with free sends: (S-1)/(M+S-1)."""
-    return (stages - 1) / (microbatches + stages - 1)
-
-
-# -- memory -------------------------------------------------------------------------------
-
-
-def resident_weight_bytes(graph) -> float:
-    """Weights a device holds for ``graph``'s ops: each weight tensor's largest access, a
-    MoE op's expert weights scaled from the experts it expects to touch to all it holds,
-    and a gathered embedding at its full table size."""
-    best: dict[str, float] = {}
-    cfg = graph.meta.get("config") or {}
-    for op in graph.ops:
-        a = op.attrs
-        for acc in op.reads:
-            if acc.role != "weight":
-                continue
-            b = float(acc.bytes)
-            if op.kind == "moe" and "experts" in acc.tensor and a.get("expected_experts"):
-                held = float(a.get("local_experts") or a["num_experts"])
-                b *= held / float(a["expected_experts"])
-            elif op.kind == "gather" and cfg.get("vocab") and cfg.get("hidden") and "embed" in acc.tensor:
-                rows = max(1.0, b / (cfg["hidden"] * _elem_of(op)))
-                b *= cfg["vocab"] / rows
-            if b > best.get(acc.tensor, 0.0):
-                best[acc.tensor] = b
-    return float(sum(best.values()))
-
-
-def _elem_of(op) -> float:
-    w = next((x for x in op.writes), None)
-    r = next((x for x in op.reads if x.role == "weight"), None)
-    if w is None or r is None or not op.shapes:
-        return 2.0
-    n = float(np.prod(op.shapes[-1])) if op.shapes[-1] else 0.0
-    return max(1.0, w.bytes / n) if n else 2.0
-
-
-def stage_memory(stages, graph, tp: int, layers: int) -> list[dict[str, float]]:
-    """Per stage: weights, KV cache and peak activation bytes of one device."""
-    from .footprint import kv_bytes, peak_activation_bytes
-
-    kv_all, _ = kv_bytes(graph, 1)
-    kv_all /= tp if tp > 1 else 1
-    # a cache the graph holds in fewer heads than tp (MLA's latent, replicated) is per device
-    kv_graph = _kv_graph(graph)
-    if kv_graph and (kv_all == 0 or kv_graph < 0.5 * kv_all or graph.meta.get("config", {}).get("num_experts")):
-        kv_all = kv_graph
-    out = []
-    for g in stages:
-        lo, hi = g.meta["layers"]
-        out.append({"weights": resident_weight_bytes(g), "kv_cache": kv_all * (hi - lo) / layers,
-                    "activations": float(peak_activation_bytes(g))})
-    return out
-
-
-def _kv_graph(graph) -> float:
-    best: dict[str, float] = {}
-    for op in graph.ops:
-        for acc in op.writes + op.reads:
-            if acc.role == "kv_cache" and acc.bytes > best.get(acc.tensor, 0.0):
-                best[acc.tensor] = float(acc.bytes)
-    return float(sum(best.values()))
 
 
 # -- the whole --------------------------------------------------------------------------
@@ -523,7 +243,7 @@ def simulate_scaled(graph, system, *, tp: int = 1, pp: int = 1, ep: int = 1, nod
             starts = [0]
             g.meta["layers"] = (0, layers)
             stages = [g]
-        fn = _cost_fn(lay)
+        fn = cost_fn(lay)
         results = [simulate(sg, system, launch=launch, tp=1, placement=placement, engine=engine, cost_fn=fn)
                    for sg in stages]
     for r in results:

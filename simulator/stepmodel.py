@@ -11,7 +11,7 @@ over ``D`` sequences of mean context ``L``. So, for a model of ``N`` alike layer
 
 - ``F(T)``: the dense time of a ``T``-token step: the simulated step of a ``T``-token
   prefill less its attention kernels' time. It is taken from one- and two-layer traces
-  (``workloads.zoo.build_layers``) as ``F1 + (N - 1) (F2 - F1)``, which equals the
+  (``workloads.truncated.build_layers``) as ``F1 + (N - 1) (F2 - F1)``, which equals the
   full graph's figure (the layers are replicas of one another; a test checks it).
 - ``a_pre(c, p)``: one layer's prefill attention kernel for a chunk: the traced kernel for
   ``p = 0``; for ``p > 0`` the same kernel with ``skv = p + c``, K/V read from the cache and
@@ -139,8 +139,8 @@ class StepModel:
         from hw_models.catalog import load
         from workloads.fusion import policy
         from workloads.tensor_parallel import check_degree
-        from workloads.zoo import build_layers as _bl
-        from workloads.zoo import llm_config, uniform_layers
+        from workloads.truncated import build_layers as _bl
+        from workloads.truncated import llm_config, uniform_layers
 
         if launch not in ("eager", "graph"):
             raise StepModelError(f"--launch must be eager or graph, got {launch!r}")
@@ -423,8 +423,8 @@ def mixed_graph(model: str, chunks: list[tuple[int, int]], decode_batch: int, de
     from workloads import build
     from workloads.graph import WorkloadGraph
     from workloads.op import Access, Op
-    from workloads.zoo import build_layers as _bl
-    from workloads.zoo import llm_config
+    from workloads.truncated import build_layers as _bl
+    from workloads.truncated import llm_config
 
     bl = build_layers or _bl
     layers = int(llm_config(model)[1]["num_layers"])

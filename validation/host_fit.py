@@ -23,7 +23,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from hw_models.catalog import load
-from hw_models.spec import Seconds
+from hw_models.quantity import Seconds
 
 from .published import load_cases, predict_all
 

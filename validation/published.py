@@ -253,7 +253,8 @@ def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: s
                  rate: bool, cache: dict):
     """``step(phase, length)`` of a pipeline- or expert-parallel case (module doc)."""
     from hw_models.catalog import load
-    from simulator.scaleout import simulate_scaled, with_nodes
+    from simulator.layout import with_nodes
+    from simulator.scaleout import simulate_scaled
     from workloads import build
 
     system = with_nodes(load(hw), nodes_for(hw, tp, pp, ep))

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from hw_models.spec import EfficiencyCurve, Quantity, SystemSpec
+from hw_models.quantity import EfficiencyCurve, Quantity
+from hw_models.spec import SystemSpec
 from simulator.params import compute_unit
 
 from .fit import FitResult

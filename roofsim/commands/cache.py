@@ -12,17 +12,15 @@ import json
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_command_group, add_subcommand
+
 PLURAL = {"family": "families"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("cache", help="show or clear the graph cache")
-    sub = p.add_subparsers(dest="cache_command", required=True, parser_class=type(p))
-    info = sub.add_parser("info", help="where the cache is, how many entries, how big")
-    info.add_argument("--format", choices=("table", "json"), default="table")
-    info.set_defaults(func=run_info)
-    clear = sub.add_parser("clear", help="remove every cached graph and family")
-    clear.set_defaults(func=run_clear)
+    sub = add_command_group(subparsers, "cache", "show or clear the graph cache")
+    add_subcommand(sub, "info", "where the cache is, how many entries, how big", run_info)
+    add_subcommand(sub, "clear", "remove every cached graph and family", run_clear, formats=False)
 
 
 def _size(n: int) -> str:

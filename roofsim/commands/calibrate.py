@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from roofsim.cliargs import add_format_arg
 from roofsim.errors import Interrupted, UserError
 
 
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads while measuring (default: torch's); 1 resists noise on a shared machine")
     p.add_argument("--no-measure", action="store_true", help="refit the rows already in --out without measuring")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p)
     p.set_defaults(func=run)
 
 

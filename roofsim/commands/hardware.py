@@ -11,27 +11,19 @@ from pydantic import BaseModel
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from hw_models.spec import EfficiencyCurve, Quantity, Switch, SystemSpec, TileSpec
+from hw_models.quantity import EfficiencyCurve, Quantity, Switch
+from hw_models.spec import SystemSpec, TileSpec
+from roofsim.cliargs import add_command_group, add_subcommand
 
 #: long sources wrap in the table instead of pushing it off the screen
 SOURCE_WIDTH = 72
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("hardware", help="list the hardware catalog or show one system's numbers")
-    sub = p.add_subparsers(dest="hardware_command", required=True, parser_class=type(p))
-    ls = sub.add_parser("list", help="one row per catalog system, plus host and tier components")
-    ls.add_argument("--format", choices=("table", "json"), default="table")
-    ls.set_defaults(hardware_func=run_list)
-    sh = sub.add_parser("show", help="every number of one system, with unit and source")
+    sub = add_command_group(subparsers, "hardware", "list the hardware catalog or show one system's numbers")
+    add_subcommand(sub, "list", "one row per catalog system, plus host and tier components", run_list)
+    sh = add_subcommand(sub, "show", "every number of one system, with unit and source", run_show)
     sh.add_argument("hardware", metavar="ID|PATH", help="catalog id (see 'roofsim hardware list') or a YAML file")
-    sh.add_argument("--format", choices=("table", "json"), default="table")
-    sh.set_defaults(hardware_func=run_show)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    return int(args.hardware_func(args) or 0)
 
 
 # --- list -------------------------------------------------------------------------------

@@ -7,13 +7,12 @@ import json
 
 from tabulate import tabulate
 
+from roofsim.cliargs import add_command_group, add_subcommand
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("models", help="list the model zoo")
-    sub = p.add_subparsers(dest="models_command", required=True, parser_class=type(p))
-    ls = sub.add_parser("list", help="one row per zoo model")
-    ls.add_argument("--format", choices=("table", "json"), default="table")
-    ls.set_defaults(func=run_list)
+    sub = add_command_group(subparsers, "models", "list the model zoo")
+    add_subcommand(sub, "list", "one row per zoo model", run_list)
 
 
 def _params(n: int | None) -> str:

@@ -215,6 +215,22 @@ def _placement(args: argparse.Namespace) -> dict[str, str] | None:
     return p or None
 
 
+def _settings_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``api.plan`` and the sensitivity pass both take from the command line, so the
+    tornado prices the same configurations the table does."""
+    return {
+        "prompt": args.prompt,
+        "dtype": args.dtype,
+        "launch": args.launch,
+        "fusion": args.fusion,
+        "placement": _placement(args),
+        "slo_tpot_ms": args.slo_tpot_ms,
+        "slo_ttft_ms": args.slo_ttft_ms,
+        "set_overrides": args.set_overrides,
+        "scale": args.scale,
+    }
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -251,10 +267,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     if args.batch_limit < 1:
         raise UserError(f"--batch-limit must be a whole number >= 1, got {args.batch_limit}")
-    if args.out:
-        from roofsim.outputs import check_file
-
-        check_file(args.out, "--out")  # before the sweep, not after it
     scaled = _scaled_rows(args)
     df = api.plan(
         args.models,
@@ -264,37 +276,18 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         batch_limit=args.batch_limit,
         context=args.context,
-        prompt=args.prompt,
-        dtype=args.dtype,
-        launch=args.launch,
-        fusion=args.fusion,
-        placement=_placement(args),
-        slo_tpot_ms=args.slo_tpot_ms,
-        slo_ttft_ms=args.slo_ttft_ms,
         price_per_hour=args.price_per_hour,
-        set_overrides=args.set_overrides,
-        scale=args.scale,
         workers=args.workers,
         dask=args.dask,
         progress=not args.no_progress,
+        **_settings_kwargs(args),
     )
     if scaled is not None:
         df = pd.concat([df.assign(pp=1, ep=1, nodes=1), scaled], ignore_index=True)
     top = api.best(df)
     tornado = pd.DataFrame()
     if args.sensitivity:
-        s = api.settings(
-            args.hardware,
-            prompt=args.prompt,
-            dtype=args.dtype,
-            launch=args.launch,
-            fusion=args.fusion,
-            placement=_placement(args),
-            slo_tpot_ms=args.slo_tpot_ms,
-            slo_ttft_ms=args.slo_ttft_ms,
-            set_overrides=args.set_overrides,
-            scale=args.scale,
-        )
+        s = api.settings(args.hardware, **_settings_kwargs(args))
         parts = [
             sensitivity(
                 s, r["model"], r["hardware"], int(r["tp"]), int(r["batch"]), int(r["context"])

@@ -12,8 +12,7 @@ import argparse
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from roofsim.cliargs import add_step_args, fill_step_args
-from roofsim.errors import UserError
+from roofsim.cliargs import add_step_args, fill_step_args, require_positive, resident_step
 from simulator.placement import Placement
 
 
@@ -41,22 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from roofsim.outputs import atomic_file, check_dir, locked_dir
 
     given = fill_step_args(args)
-    for name in ("batch", "context", "prompt", "top", "tp"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    require_positive(args, ("batch", "context", "prompt", "top", "tp"))
     check_dir(args.out, "--out")
     system = catalog.load(args.hardware)
     placement = Placement(weights=args.weights_tier, kv_cache=args.kv_tier).validate(system)
-    if args.tp > system.num_devices:
-        raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
-    graph = _build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                   dtype=args.dtype, given=given, fusion=args.fusion)
-    from simulator.footprint import check_fits
-    from workloads.tensor_parallel import check_degree
-
-    check_degree(graph, args.tp)
-    # as simulate does: a step that cannot be resident is refused, not drawn as if it were
-    check_fits(graph, system, placement, args.tp)
+    graph = resident_step(args, system, placement, given, _build)
     if args.tp > 1:
         from workloads.tensor_parallel import shard
 

@@ -17,7 +17,7 @@ import sys
 
 from tabulate import tabulate
 
-from roofsim.cliargs import add_precision_args, fusion_policies, resolve_precision
+from roofsim.cliargs import add_format_arg, add_precision_args, fusion_policies, resolve_precision
 from roofsim.errors import UserError
 
 SCHEDULER_HELP = "static (HF generate), continuous/vllm (vLLM), chunked/sarathi (Sarathi-Serve chunked prefill)"
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spec-alpha", type=float, default=0.7, help="acceptance rate of a draft token")
     p.add_argument("--slo-ttft-ms", type=float, default=None, help="per-request SLO for goodput")
     p.add_argument("--slo-tpot-ms", type=float, default=None, help="per-request SLO for goodput")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p)
     p.add_argument("--out", default=None, metavar="DIR", help="write requests.csv, steps.csv, summary.json, "
                    "trace.json and figures here")
     p.set_defaults(func=run)

@@ -14,7 +14,7 @@ import sys
 from tabulate import tabulate
 
 from hw_models import catalog, units
-from roofsim.cliargs import add_step_args, fill_step_args
+from roofsim.cliargs import add_format_arg, add_step_args, fill_step_args, require_positive, resident_step
 from roofsim.errors import UserError
 from simulator.placement import Placement
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-tier", default="hbm", metavar="TIER", help="tier holding the weights")
     p.add_argument("--prefetch", action="store_true", help="copy far-tier bytes ahead of use on a prefetch stream")
     p.add_argument("--engine", choices=("auto", "simpy", "fast"), default="auto")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p)
     p.add_argument("--trace-out", metavar="FILE", help="write a Chrome/Perfetto trace JSON here")
     from roofsim import scaleout
 
@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from roofsim.outputs import check_file
 
     given = fill_step_args(args)
-    for name in ("batch", "context", "prompt", "tp"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    require_positive(args, ("batch", "context", "prompt", "tp"))
     if args.trace_out:
         check_file(args.trace_out, "--trace-out")
     system = catalog.load(args.hardware)
@@ -66,19 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     if scaleout.wanted(args):
         return _scaled(args, given, system, placement)
-    if args.tp > system.num_devices:
-        raise UserError(f"--tp {args.tp} exceeds the {system.num_devices} device(s) of system {system.id!r}")
     from workloads import build
 
-    graph = build(args.model, phase=args.phase, batch=args.batch, context=args.context, prompt=args.prompt,
-                  dtype=args.dtype, given=given, fusion=args.fusion)
-    from workloads.tensor_parallel import check_degree
-
-    check_degree(graph, args.tp)
-    from simulator.footprint import check_fits
-
-    check_fits(graph, system, placement, args.tp)
-
+    graph = resident_step(args, system, placement, given, build)
     from simulator import simulate
 
     res = simulate(graph, system, launch=args.launch, tp=args.tp, placement=placement, engine=args.engine)
@@ -104,7 +92,8 @@ def _emit(res, args, table) -> int:
 def _scaled(args, given, system, placement) -> int:
     """A step over pipeline stages, expert-parallel ranks or nodes (``roofsim.scaleout``)."""
     from roofsim import scaleout
-    from simulator.scaleout import simulate_scaled, with_nodes
+    from simulator.layout import with_nodes
+    from simulator.scaleout import simulate_scaled
     from workloads import build
 
     micro = scaleout.check_args(args)

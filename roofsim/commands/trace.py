@@ -10,7 +10,7 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from roofsim.cliargs import add_step_args, fill_step_args
+from roofsim.cliargs import add_format_arg, add_step_args, fill_step_args
 from roofsim.errors import UserError
 
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo id (see 'roofsim models list'), config.json path, or package.module:function")
     add_step_args(p)
     p.add_argument("-o", "--output", help="write the graph as JSON to this file")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p)
     p.set_defaults(func=run)
 
 

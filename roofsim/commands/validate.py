@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from roofsim.cliargs import add_step_args, fill_step_args
+from roofsim.cliargs import add_format_arg, add_step_args, fill_step_args
 from roofsim.errors import UserError
 
 
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hardware", default=None, help="catalog id or YAML (default: DIR/hardware.yaml)")
     p.add_argument("--model", default=None, help="with --profile: zoo id, config.json path or pkg.mod:fn")
     add_step_args(p)
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    add_format_arg(p)
     p.set_defaults(func=run)
 
 

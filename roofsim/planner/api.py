@@ -154,23 +154,15 @@ def plan(
     max_batch: bool = False,
     batch_limit: int = 4096,
     context: Sequence[int] | int | None = None,
-    prompt: int = 512,
-    dtype: str = "bf16",
-    launch: str = "eager",
-    fusion: str = "none",
-    placement: Any = None,
-    slo_tpot_ms: float | None = None,
-    slo_ttft_ms: float | None = None,
-    price_per_hour: dict[str, float] | None = None,
-    set_overrides: Iterable[str] = (),
-    scale: Any = None,
     workers: int = 1,
     dask: Any = None,
     progress: bool = True,
-    build_fn: Callable | None = None,
-    simulate_fn: Callable | None = None,
+    **options: Any,
 ) -> pd.DataFrame:
     """One row per configuration (model × hardware × tp × batch × context), sorted.
+
+    ``options`` go to ``settings`` as they are (prompt, dtype, launch, fusion, placement,
+    SLOs, prices, what-ifs, ``build_fn``/``simulate_fn``): its signature holds their defaults.
 
     With ``max_batch=True`` the batch axis is searched instead: one row per (model,
     hardware, tp, context) at the largest batch that fits and meets the SLOs (up to
@@ -189,21 +181,7 @@ def plan(
         raise UserError(f"--workers must be >= 1, got {workers}")
     if max_batch and not (isinstance(batch_limit, int) and batch_limit >= 1):
         raise UserError(f"--batch-limit must be a whole number >= 1, got {batch_limit}")
-    s = settings(
-        hardware,
-        prompt=prompt,
-        dtype=dtype,
-        launch=launch,
-        fusion=fusion,
-        placement=placement,
-        slo_tpot_ms=slo_tpot_ms,
-        slo_ttft_ms=slo_ttft_ms,
-        price_per_hour=price_per_hour,
-        set_overrides=set_overrides,
-        scale=scale,
-        build_fn=build_fn,
-        simulate_fn=simulate_fn,
-    )
+    s = settings(hardware, **options)
     with gc_paused():  # one collection after the sweep, not one per task (see simulator.gc_paused)
         return _plan(s, models, tps, contexts, batches, max_batch, batch_limit, workers, dask, progress)
 

@@ -235,6 +235,18 @@ def evaluate_group(
         return [evaluate(s, model, hw, tp, batch, context) for hw, tp in pairs]
 
 
+def bisect(lo: int, hi: int, on_low_side: Callable[[int], bool]) -> tuple[int, int]:
+    """Narrow ``lo < hi`` to neighbours across the one place a monotone test flips;
+    ``on_low_side(n)`` says ``n`` answers as ``lo`` does."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if on_low_side(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
+
+
 def search_max_batch(
     s: Settings, model: str, hw: str, tp: int, context: int, limit: int = 4096
 ) -> dict[str, Any]:
@@ -263,13 +275,7 @@ def _search(s: Settings, model: str, hw: str, tp: int, context: int, limit: int)
         while b <= limit and ok(b):
             lo, b = b, b * 2
         # b failed, or passed the limit (then nothing above the limit is looked at)
-        hi = b if b <= limit else limit + 1
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                lo = mid
-            else:
-                hi = mid
+        lo, _ = bisect(lo, b if b <= limit else limit + 1, ok)
         best = rows[lo]
     best = dict(best)
     best["max_batch_searched"] = len(rows)

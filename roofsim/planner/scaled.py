@@ -38,7 +38,7 @@ def plan_scaled(models: list[str], hardware: list[str], *, tp: list[int], pp: li
                 fusion: str, slo_tpot_ms: float | None = None, slo_ttft_ms: float | None = None,
                 price_per_hour: dict[str, float] | None = None) -> pd.DataFrame:
     from hw_models.catalog import load
-    from simulator.scaleout import with_nodes
+    from simulator.layout import with_nodes
 
     rows = []
     for model, hw, t, p, e, b, ctx in product(models, hardware, tp, pp, ep, batch, context):

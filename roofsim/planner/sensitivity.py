@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from hw_models.spec import Quantity, SystemSpec
+from hw_models.quantity import Quantity
+from hw_models.spec import SystemSpec
 
 from . import evaluate as ev
 from .whatif import _starts, _walk

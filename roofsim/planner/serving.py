@@ -60,6 +60,8 @@ def search_replicas(cfg, traffic, slo_ttft, slo_tpot, price, replicas: Sequence[
     """Rows for ``replicas`` given, else the searched fewest replicas meeting the SLOs."""
     from simulator import gc_paused
 
+    from .evaluate import bisect
+
     with gc_paused():
         if replicas:
             return [evaluate_serving(replace(cfg, replicas=int(r)), traffic, slo_ttft, slo_tpot, price)
@@ -80,13 +82,8 @@ def search_replicas(cfg, traffic, slo_ttft, slo_tpot, price, replicas: Sequence[
             top = max(rows)
             rows[top]["reason"] = (rows[top]["reason"] + f"; not met with up to {max_replicas} replicas").lstrip("; ")
             return [rows[k] for k in sorted(rows)]
-        lo, hi = r // 2, r  # lo fails (or is 0), hi meets
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                hi = mid
-            else:
-                lo = mid
+        # r // 2 fails (or is 0), r meets; the rows the search evaluates are the answer
+        bisect(r // 2, r, lambda n: not ok(n))
         return [rows[k] for k in sorted(rows)]
 
 

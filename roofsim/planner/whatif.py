@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hw_models.spec import Quantity, SystemSpec
+from hw_models.quantity import Quantity
+from hw_models.spec import SystemSpec
 from roofsim.errors import UserError
 
 SCALE_KEYS = ("bandwidth", "compute", "dispatch", "latency")

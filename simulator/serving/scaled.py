@@ -32,7 +32,8 @@ class ScaledStepModel(StepModel):
     def __init__(self, model: str, system: Any, *, tp: int = 1, pp: int = 1, ep: int = 1, nodes: int = 1,
                  imbalance: float | None = None, **kw: Any) -> None:
         from hw_models.catalog import load
-        from simulator.scaleout import activation_bytes, default_imbalance, layout, with_nodes
+        from simulator.layout import layout, with_nodes
+        from simulator.scaleout import activation_bytes, default_imbalance
 
         sysn = with_nodes(load(system), nodes)
         self.pp, self.ep = int(pp), int(ep)
@@ -46,7 +47,8 @@ class ScaledStepModel(StepModel):
         self._moe_graph = self._probe
         if self.ep > 1:
             from workloads.expert_parallel import check_degree
-            from workloads.zoo import _first_alike, llm_config
+            from workloads.truncated import llm_config
+            from workloads.zoo import _first_alike
 
             first = _first_alike(llm_config(model)[0]) or 0
             if first:  # dense layers come first (DeepSeek-V3): probe down to the first MoE layer
@@ -60,7 +62,7 @@ class ScaledStepModel(StepModel):
         return simulate(expert_shard(graph, self.ep, self.imbalance), system, launch=launch, tp=tp)
 
     def _sends(self, tokens: int) -> float:
-        from simulator.scaleout import link_time
+        from simulator.layout import link_time
 
         nbytes = float(tokens * self._hidden * self._act)
         return sum(link_time(self.lay.p2p_level(s), nbytes, self.system) for s in range(self.pp - 1))
@@ -95,7 +97,8 @@ class ScaledStepModel(StepModel):
         op = self._moe()
         a = op.attrs
         per_layer = sum(x.bytes for x in op.reads if "experts" in x.tensor) * a["num_experts"] / a["expected_experts"]
-        from workloads.zoo import _first_alike, llm_config
+        from workloads.truncated import llm_config
+        from workloads.zoo import _first_alike
 
         moe_layers = self.layers - (_first_alike(llm_config(self.model)[0]) or 0)
         return float(per_layer) * moe_layers

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from hw_models import catalog
 from hw_models.catalog import SpecError
-from hw_models.spec import EfficiencyCurve, HostSpec, Quantity, SystemSpec, TierSpec
+from hw_models.quantity import EfficiencyCurve, Quantity
+from hw_models.spec import HostSpec, SystemSpec, TierSpec
 
 REQUIRED_SYSTEMS = {
     "h100-sxm", "h200", "a100-80gb", "l40s", "l4", "gh200", "xeon-8480", "epyc-9654",

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hw_models import physics
-from hw_models.spec import EfficiencyCurve
+from hw_models.quantity import EfficiencyCurve
 
 # -- rate curves --------------------------------------------------------------------------
 

@@ -10,17 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hw_models.spec import (
-    Bandwidth,
-    Bytes,
-    Count,
-    DeviceSpec,
-    EfficiencyCurve,
-    LinkSpec,
-    SystemSpec,
-    TierSpec,
-    flat,
-)
+from hw_models.quantity import Bandwidth, Bytes, Count, EfficiencyCurve, flat
+from hw_models.spec import DeviceSpec, LinkSpec, SystemSpec, TierSpec
 
 
 def q(value, source="test"):

@@ -6,7 +6,8 @@ import pytest
 
 from roofsim.cli import main
 from simulator import simulate
-from simulator.scaleout import default_imbalance, link_time
+from simulator.layout import link_time
+from simulator.scaleout import default_imbalance
 from simulator.serving.scaled import ScaledStepModel, engines
 from simulator.stepmodel import StepModel
 from workloads import build

@@ -8,7 +8,7 @@ import pytest
 from simulator import simulate
 from simulator.stepmodel import StepModel, chunk_graph, mixed_graph
 from workloads import build
-from workloads.zoo import build_layers
+from workloads.truncated import build_layers
 
 MODEL, HW = "qwen2.5-0.5b", "h100-sxm-cal"
 

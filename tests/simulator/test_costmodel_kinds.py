@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hw_models.catalog import load
-from hw_models.spec import flat
+from hw_models.quantity import flat
 from simulator.costmodel import causal_fraction, graph_costs, op_cost
 from workloads.op import Access, Op
 

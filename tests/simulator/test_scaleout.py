@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 from hw_models import physics
 from hw_models.catalog import load
 from roofsim.cli import main
-from simulator.scaleout import (
-    balance,
-    bubble_fraction,
-    resident_weight_bytes,
-    schedule,
-    simulate_scaled,
-    stage_memory,
-    with_nodes,
-)
+from simulator.layout import with_nodes
+from simulator.pipeline import balance, bubble_fraction, resident_weight_bytes, schedule, stage_memory
+from simulator.scaleout import simulate_scaled
 from workloads import build
 from workloads.expert_parallel import dispatch_bytes, expert_shard
 from workloads.rules import expected_unique_experts

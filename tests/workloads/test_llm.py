@@ -7,8 +7,9 @@ import json
 import pytest
 
 from workloads import WorkloadError, build
+from workloads.configfile import make_config
 from workloads.rules import expected_unique_experts
-from workloads.zoo import _make_config, build_llm
+from workloads.zoo import build_llm
 
 TINY = {
     "model_type": "llama", "vocab_size": 1000, "hidden_size": 64, "intermediate_size": 128,
@@ -92,7 +93,7 @@ TINY_OTHERS = {
 @pytest.mark.parametrize("model_type", ["llama", "gpt2", "mixtral", "deepseek_v3", "qwen3_moe"])
 def test_replicated_layers_equal_full_trace(phase, model_type):
     values = TINY_OTHERS.get(model_type) or {k: v for k, v in TINY.items() if k != "model_type"}
-    cfg = _make_config(model_type, values)
+    cfg = make_config(model_type, values)
     kw = dict(phase=phase, batch=2, context=32, prompt=8, dtype="bf16", meta={})
     a = build_llm(cfg, replicate=True, **kw)
     b = build_llm(cfg, replicate=False, **kw)
