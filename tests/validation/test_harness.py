@@ -64,8 +64,26 @@ def test_inputs_are_random_not_zero():
 
 def test_case_ids_are_unique_per_plan():
     for mode in ("tiny", "quick", "full"):
-        ids = [c.id for c in cases(mode, "cpu")]
-        assert len(ids) == len(set(ids)), mode
+        for device in ("cpu", "cuda"):
+            ids = [c.id for c in cases(mode, device)]
+            assert len(ids) == len(set(ids)), (mode, device)
+
+
+def test_a_gpu_run_measures_tensor_core_kernels_roofsim_can_trace():
+    # the bf16 GEMMs, decode GEMVs and flash attention a GPU fit needs for its tensor-core
+    # rates: each traces here to the one kernel the harness will time
+    from validation.harness.suites import _tensor_core_cases
+
+    tc = _tensor_core_cases(quick=False)
+    full = {c.id for c in cases("full", "cuda")}
+    assert {c.id for c in tc} <= full and not {c.id for c in tc} & {c.id for c in cases("full", "cpu")}
+    assert {c.family for c in tc} == {"matmul", "gemv", "attention"} and {c.dtype for c in tc} == {"bf16"}
+    for c in tc:
+        module, args, _ = c.module("meta")
+        ops = [op for op in trace(module, args).ops if op.launches > 0]
+        assert [op.kind for op in ops] == [c.family], c.id
+        if c.family != "attention":
+            assert ops[0].total_flops == pytest.approx(c.work()["flops"], rel=0.01), c.id
 
 
 def test_resume_after_interruption_keeps_rows(tmp_path):

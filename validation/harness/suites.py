@@ -68,6 +68,27 @@ def _geom(lo: int, hi: int, step: float) -> list[int]:
     return sorted(set(out))
 
 
+#: weight shapes (N, K) of a 7-8B decoder layer: attention projections, MLP up, MLP down
+_LLM_WEIGHTS = [(4096, 4096), (14336, 4096), (4096, 14336)]
+
+
+def _tensor_core_cases(quick: bool) -> list[Case]:
+    """The kernels LLM inference spends its GPU time in, at the sizes it runs them: bf16
+    GEMMs large enough to leave the host's shadow (the square sizes above stay host-bound
+    on a fast GPU), decode GEMVs over weights larger than L2, and flash attention with
+    Llama's head shape. Without them a fit keeps the datasheet's tensor-core rates."""
+    square = [2048, 4096, 8192] if quick else [2048, 3072, 4096, 6144, 8192]
+    rows = [64, 1024] if quick else [16, 64, 256, 1024, 4096]
+    weights = _LLM_WEIGHTS[:1] if quick else _LLM_WEIGHTS
+    shapes = [(s, s, s) for s in square] + [(m, n, k) for m in rows for n, k in weights]
+    out = _matmuls(list(dict.fromkeys(shapes)), "bf16")
+    out += _gemvs(weights + ([] if quick else [(8192, 8192)]), "bf16", cold=False)
+    prefill = [512, 2048] if quick else [256, 512, 1024, 2048, 4096]
+    decode = [2048, 8192] if quick else [512, 2048, 8192, 32768]
+    out += _attention([(s, s, 0, True) for s in prefill] + [(1, s, 0, False) for s in decode], "bf16", h=32, d=128)
+    return out
+
+
 def cases(mode: str, device: str) -> list[Case]:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -152,6 +173,7 @@ def cases(mode: str, device: str) -> list[Case]:
         + _dispatch(["add", "mul", "relu", "neg"] if not quick else ["add", "relu"])
     )
     if cuda:
+        out += _tensor_core_cases(quick)
         out += [Case("graph", "add_chain", {"n": 256, "nodes": k}) for k in ([16, 128] if quick else [8, 32, 128, 512])]
         for n in [64 * K, 16 * M] if quick else [4 * K, 64 * K, 1 * M, 16 * M, 64 * M]:
             for pinned in (False, True):
