@@ -341,6 +341,7 @@ def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeli
         "time_s": eplan.dur,
         "roofline_s": [float(reps[g].roofline_s) for g in gl],
         "bound": [reps[g].bound for g in gl],
+        "unit": [reps[g].unit for g in gl],
         "term": list(terms),
         "resource": resource,
         "flops": [op.total_flops for op in ops],

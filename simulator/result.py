@@ -150,8 +150,8 @@ class SimResult(StepTotals):
 
     def to_pandas(self) -> pd.DataFrame:
         """Per-op table: id, name, kind, module, device, stream, issue_s, start_s, end_s,
-        duration_s, time_s (uncontended), roofline_s, bound, term, resource, flops, bytes,
-        launches, unknown."""
+        duration_s, time_s (uncontended), roofline_s, bound, unit (the compute unit that
+        ran it), term, resource, flops, bytes, launches, unknown."""
         return self.ops.copy()
 
     def to_dict(self, ops: bool = True) -> dict[str, Any]:

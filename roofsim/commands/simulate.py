@@ -70,18 +70,24 @@ def run(args: argparse.Namespace) -> int:
     from simulator import simulate
 
     res = simulate(graph, system, launch=args.launch, tp=args.tp, placement=placement, engine=args.engine)
-    return _emit(res, args, lambda: (_table(res, args), _quant_table(res, graph.meta)))
+    from simulator.basis import basis
+
+    b = basis(res, system, args.launch)
+    return _emit(res, args, lambda: (_table(res, args), _basis_table(b), _quant_table(res, graph.meta)), {"basis": b})
 
 
-def _emit(res, args, table) -> int:
-    """Write the Perfetto trace if asked, then the summary as JSON or ``table()``."""
+def _emit(res, args, table, extra: dict | None = None) -> int:
+    """Write the Perfetto trace if asked, then the summary (with ``extra``) as JSON or ``table()``."""
+    import json
+
     from roofsim.outputs import atomic_file
 
     if args.trace_out:
         with atomic_file(args.trace_out, "--trace-out") as tmp:
             res.to_perfetto(tmp)
     if args.format == "json":
-        sys.stdout.write(res.summary_json() + "\n")
+        doc = json.loads(res.summary_json())
+        sys.stdout.write(json.dumps({**doc, **(extra or {})}, sort_keys=True, indent=2) + "\n")
     else:
         table()
     if args.trace_out:
@@ -134,6 +140,16 @@ def _table(res, args) -> None:
     print(tabulate([[k, t(v), f"{v / step:.1%}" if step else "-"] for k, v in tbb],
                    headers=["time by bound", "seconds", "share"]))
 
+
+
+def _basis_table(b: dict) -> None:
+    """What the step rests on: shares by source class and the numbers that set most of it."""
+    if not b["shares"]:
+        return
+    shares = ", ".join(f"{v:.0%} {k}" for k, v in b["shares"].items() if v >= 0.005)
+    print(f"\nbasis: {shares} (simulator.basis: the spec numbers that set each part of the step, by their source)")
+    print(tabulate([[n["number"], f"{n['share']:.1%}", n["class"]] for n in b["numbers"][:5] if n["share"] >= 0.005],
+                   headers=["number", "of step", "source"]))
 
 
 #: how each part of a quantised kernel family's path reads in the table
