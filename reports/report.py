@@ -180,6 +180,8 @@ def comparison(sections: list[Section]) -> pd.DataFrame:
             "device_idle": s.idle_frac,
             "kernels": m.get("kernels"),
             "fits": m.get("fits", True),
+            # share of the step set by measured numbers (here or elsewhere), not estimates
+            "measured_share": m.get("measured_share", float("nan")),
         })
     return pd.DataFrame(rows)
 

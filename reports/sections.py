@@ -130,6 +130,15 @@ def note_does_not_fit(sec: Section, reason: str) -> None:
     sec.missing.append(warn)
 
 
+def note_basis(sec: Section, shares: dict[str, float]) -> None:
+    """Say what the run's prediction rests on (``simulator.basis``): measured or guessed."""
+    measured = shares.get("measured", 0.0) + shares.get("measured elsewhere", 0.0)
+    sec.summary["measured_share"] = measured
+    parts = ", ".join(f"{v:.0%} {k}" for k, v in shares.items() if v >= 0.005)
+    what = f"This prediction rests on spec numbers that are {parts} (by the time each sets)."
+    sec.details = f"{sec.details} {what}".strip()
+
+
 def note_graph_replay(sec: Section, graph_step_s: float) -> None:
     """The actionable number for a host-bound eager step: what graph replay would give."""
     what = (f"With graph replay (--launch graph) the simulated step is {graph_step_s * 1e3:.3g} ms "

@@ -20,6 +20,7 @@ from reports.sections import (
     frontier_section,
     measured_points,
     normalize_plan,
+    note_basis,
     note_does_not_fit,
     note_graph_replay,
     page_sentences,
@@ -140,6 +141,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
         policy(f)
     from hw_models.catalog import load
     from simulator import simulate
+    from simulator.basis import basis
     from simulator.roofline import analyze
     from workloads import build
 
@@ -183,6 +185,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
             sec.summary["fits"] = fits
             if not fits:
                 note_does_not_fit(sec, reason)
+            note_basis(sec, basis(res, sysm, launch)["shares"])
             if launch == "eager" and str(summary.get("bottleneck", "")).startswith("host"):
                 note_graph_replay(sec, simulate(graph, sysm, launch="graph").step_time_s)
             sec.label = f"{ph} on {sysm.id} ({sysm.name}){tag}"

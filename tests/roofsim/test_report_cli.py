@@ -140,3 +140,9 @@ def test_measurements_add_accuracy_figures_and_overlay_the_roofline(tmp_path):
     measured_with_work = 5  # the copy has no FLOPs: no intensity, so no roofline point
     assert stats["n_points"] == int((ops["time_s"] > 0).sum()) + measured_with_work
     assert "test H100" in html
+
+
+def test_each_run_says_what_its_prediction_rests_on(report):
+    comp = pd.read_csv(report / "comparison.csv").set_index("hardware")
+    assert ((comp["measured_share"] >= 0) & (comp["measured_share"] <= 1 + 1e-9)).all()
+    assert "This prediction rests on spec numbers that are" in (report / "report.html").read_text()
