@@ -25,10 +25,10 @@ from scipy.optimize import minimize_scalar
 from hw_models.catalog import load
 from hw_models.quantity import Seconds
 
-from .published import load_cases, predict_all
+from .published import load_cases, mode_of, predict_all, system_of
 
 #: the engine mode whose host cost is the model-code dispatch
-EAGER_MODE = "none+eager"
+EAGER_MODE = ("none", "eager")
 
 
 def _with_dispatch(system_id: str, seconds: float):
@@ -38,10 +38,12 @@ def _with_dispatch(system_id: str, seconds: float):
 
 
 def eager_cases(system_id: str) -> pd.DataFrame:
-    """The published cases run in eager model code on ``system_id`` (both splits)."""
-    pred = predict_all(load_cases())
-    keep = (pred["mode"] == EAGER_MODE) & (pred["system"] == system_id) & np.isfinite(pred["error"])
-    return load_cases().set_index("case_id").loc[pred.loc[keep, "case_id"]].reset_index()
+    """The published cases run in eager model code on ``system_id`` that roofsim predicts (both splits)."""
+    cases = load_cases()
+    mine = cases[[mode_of(str(r["engine"]), str(r["mode"])) == EAGER_MODE and system_of(str(r["hardware"]), True)
+                  == system_id for _, r in cases.iterrows()]]
+    pred = predict_all(mine)
+    return mine[np.isfinite(pred["error"].to_numpy(float))].reset_index(drop=True)
 
 
 def errors(cases: pd.DataFrame, system_id: str, seconds: float) -> pd.DataFrame:

@@ -146,7 +146,8 @@ def load_cases(path: str | Path = CASES) -> pd.DataFrame:
     return df
 
 
-def _catalog(hw: str, calibrated: bool) -> str | None:
+def system_of(hw: str, calibrated: bool) -> str | None:
+    """The catalog system a case's hardware runs on (its calibrated one where there is one)."""
     from hw_models.catalog import list_systems
 
     hw = HARDWARE.get(hw, hw)
@@ -170,7 +171,7 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     model = MODELS.get(str(row["model"]))
     if model is None:
         return Prediction(note=f"model {row['model']} is not in the zoo")
-    hw = _catalog(str(row["hardware"]), calibrated)
+    hw = system_of(str(row["hardware"]), calibrated)
     if hw is None:
         return Prediction(note=f"hardware {row['hardware']} is not in the catalog")
     m = mode_of(str(row["engine"]), str(row["mode"]))
@@ -291,14 +292,14 @@ def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True,
         if per_gpu and np.isfinite(p.value):
             p.value /= tp * pp * ep
         if "per node" in str(r["unit"]).lower() and np.isfinite(p.value) and p.steps:
-            sys_id = _catalog(str(r["hardware"]), calibrated)
+            sys_id = system_of(str(r["hardware"]), calibrated)
             if sys_id:
                 p.value /= nodes_for(sys_id, tp, pp, ep)
         mode = mode_of(str(r["engine"]), str(r["mode"]))
         rows.append({
             "case_id": r["case_id"], "split": r["split"], "engine": r["engine"],
             "mode": f"{mode[0]}+{mode[1]}" if mode else "", "hardware": r["hardware"],
-            "system": _catalog(str(r["hardware"]), calibrated) or "", "model": r["model"],
+            "system": system_of(str(r["hardware"]), calibrated) or "", "model": r["model"],
             "precision": r["precision"], "dtype": _spelling(r), "tp": r["tp"], "batch": r["batch"],
             "metric": r["metric"],
             "measured": measured, "predicted": p.value, "error": p.value / measured - 1 if np.isfinite(p.value) else math.nan,
