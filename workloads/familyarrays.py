@@ -80,6 +80,8 @@ class FamilyArrays:
         offs[n] = off
         self.offs = offs
         self.kinds = kinds
+        # "@matmul" ops turn matmul or gemv by their rows, a library kernel either way
+        self.library = np.array([k in LIBRARY_KINDS or k == "@matmul" for k in kinds], dtype=bool)
         self.views = views
         self.unknown = unknown
         self.mm = mm
@@ -272,7 +274,7 @@ class FamilyPoint:
         for i, mi, ni in fa.mm:
             kinds[i] = _matmul_kind(leaves[mi], leaves[ni])
         self.kinds = kinds
-        self.library = np.fromiter((k in LIBRARY_KINDS for k in kinds), dtype=bool, count=n)
+        self.library = fa.library
         self.kernels = int(leaves[fa.launch_leaf].sum())
         self.flops_total = float(np.cumsum(self.flops)[-1]) if n else 0.0
         self.bytes_total = float(self.bytes.sum())
