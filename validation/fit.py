@@ -22,6 +22,10 @@ Guards:
   reported (its term never binds: e.g. L1 bandwidth under dispatch overhead);
 * rows whose repeat spread exceeds ``NOISY_SPREAD`` are not fitted (a noisy median
   would bend the curve); they are still predicted and reported.
+
+Why one module over 400 lines: the vector's layout (``Slot``), the objective over it,
+the choice of slots and knots from the training rows and the solve with its guards are
+one procedure that shares the slot index; apart, each would need the others' internals.
 """
 
 from __future__ import annotations
