@@ -33,6 +33,8 @@ from hw_models.resource_id import parse_bound
 from hw_models.spec import SystemSpec
 from workloads.op import LIBRARY_KINDS
 
+from .params import unit_label
+
 CLASSES = ("measured", "measured elsewhere", "published", "estimate", "what-if")
 
 
@@ -94,6 +96,61 @@ def _device_number(system: SystemSpec, term: str, bound: str, unit: str, kind: s
     return None
 
 
+def _host_parts(system: SystemSpec, launch: str, launches: float, library: float):
+    """The host's numbers and their weights, as its costs add up (``simulator.engine.host_costs``)."""
+    h = system.host
+    if launch == "graph":
+        return [("host.graph_launch", h.graph_launch, 1.0), ("host.graph_node_cost", h.graph_node_cost, launches)]
+    return [("host.dispatch_overhead", h.dispatch_overhead, launches), ("host.library_call", h.library_call, library)]
+
+
+def _split_host(host_s: float, parts, seconds: dict, quantity: dict) -> None:
+    total = sum(q.value * n for _, q, n in parts)
+    for path, q, n in parts:
+        if total > 0 and q.value * n > 0:
+            seconds[path] += host_s * q.value * n / total
+            quantity[path] = q
+
+
+def _result(step: float, seconds: dict, quantity: dict, unknown: float) -> dict[str, Any]:
+    shares: dict[str, float] = defaultdict(float)
+    for path, s in seconds.items():
+        shares[source_class(quantity[path].source)] += s / step
+    if unknown:
+        shares["unattributed"] += unknown / step
+    # six decimals: a share finer than a millionth of the step says nothing
+    numbers = [{"number": p, "share": round(s / step, 6), "class": source_class(quantity[p].source),
+                "source": quantity[p].source} for p, s in sorted(seconds.items(), key=lambda kv: -kv[1])]
+    return {"shares": {k: round(shares[k], 6) for k in (*CLASSES, "unattributed") if shares.get(k)},
+            "numbers": numbers}
+
+
+def basis_of_terms(time_by_bound: dict[str, float], system: SystemSpec, dtype: str, launch: str = "eager",
+                   kernels: float = 1.0, library: float = 0.0) -> dict[str, Any]:
+    """``basis`` from a step's ``time_by_bound`` alone (a planner sweep builds no op table):
+    compute is read as the GEMMs' unit for ``dtype``, memory as device main memory."""
+    step = sum(time_by_bound.values())
+    if step <= 0:
+        return {"shares": {}, "numbers": []}
+    seconds: dict[str, float] = defaultdict(float)
+    quantity: dict[str, Any] = {}
+    _split_host(float(time_by_bound.get("host", 0.0)), _host_parts(system, launch, kernels, library), seconds,
+                quantity)
+    unit = unit_label(system.device, dtype, matrix=True)
+    main = system.device.main_memory.name
+    unknown = 0.0
+    for term, t in time_by_bound.items():
+        if term == "host" or t <= 0:
+            continue
+        got = _device_number(system, term, f"memory:{main}" if term == "memory" else term, unit, "matmul", "mm")
+        if got is None:
+            unknown += t
+            continue
+        seconds[got[0]] += t
+        quantity[got[0]] = got[1]
+    return _result(step, seconds, quantity, unknown)
+
+
 def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
     """Shares of ``result``'s step by source class, and the numbers behind them, largest first."""
     step = result.step_time_s
@@ -102,20 +159,10 @@ def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
     seconds: dict[str, float] = defaultdict(float)
     quantity: dict[str, Any] = {}
     host_s = float(result.time_by_bound.get("host", 0.0))
-    h = system.host
     df = result.ops
     if host_s > 0:
-        # the host's time split as its costs add up (simulator.engine.host_costs)
-        launches = float(df["launches"].sum())
         library = float(((df["kind"].isin(LIBRARY_KINDS)) & (df["launches"] > 0)).sum())
-        parts = ([("host.graph_launch", h.graph_launch, 1.0), ("host.graph_node_cost", h.graph_node_cost, launches)]
-                 if launch == "graph" else [("host.dispatch_overhead", h.dispatch_overhead, launches),
-                                            ("host.library_call", h.library_call, library)])
-        total = sum(q.value * n for _, q, n in parts)
-        for path, q, n in parts:
-            if total > 0 and q.value * n > 0:
-                seconds[path] += host_s * q.value * n / total
-                quantity[path] = q
+        _split_host(host_s, _host_parts(system, launch, float(df["launches"].sum()), library), seconds, quantity)
     device_s = step - host_s
     busy = float(df["duration_s"].sum())
     unknown = 0.0
@@ -132,13 +179,4 @@ def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
                 continue
             seconds[got[0]] += share
             quantity[got[0]] = got[1]
-    shares: dict[str, float] = defaultdict(float)
-    for path, s in seconds.items():
-        shares[source_class(quantity[path].source)] += s / step
-    if unknown:
-        shares["unattributed"] += unknown / step
-    # six decimals: a share finer than a millionth of the step says nothing
-    numbers = [{"number": p, "share": round(s / step, 6), "class": source_class(quantity[p].source),
-                "source": quantity[p].source} for p, s in sorted(seconds.items(), key=lambda kv: -kv[1])]
-    return {"shares": {k: round(shares[k], 6) for k in (*CLASSES, "unattributed") if shares.get(k)},
-            "numbers": numbers}
+    return _result(step, seconds, quantity, unknown)

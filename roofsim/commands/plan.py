@@ -37,6 +37,7 @@ TABLE_COLUMNS = [
     "tokens_per_s_per_device",
     "tokens_per_s_per_system",
     "bottleneck",
+    "measured_share",
     "cost_per_mtok",
     "meets_slo",
     "reason",

@@ -148,6 +148,16 @@ def _sim(s: Settings, model: str, phase: str, batch: int, context: int, system: 
     return s.simulate_fn(g, system, launch=s.launch, tp=tp, placement=s.placement)
 
 
+def measured_share(summary: dict[str, Any], system: SystemSpec, dtype: str, launch: str) -> float:
+    """Share of a decode step set by measured numbers (here or elsewhere): the rest are
+    estimates or datasheet figures (``simulator.basis``, read from its terms)."""
+    from simulator.basis import basis_of_terms
+
+    shares = basis_of_terms(summary.get("time_by_bound") or {}, system, dtype, launch,
+                            kernels=float(summary.get("kernels") or 0))["shares"]
+    return shares.get("measured", 0.0) + shares.get("measured elsewhere", 0.0)
+
+
 def evaluate(s: Settings, model: str, hw: str, tp: int, batch: int, context: int) -> dict[str, Any]:
     """The planning row for one configuration (see the module docstring for each column)."""
     system = s.systems[hw]
@@ -165,7 +175,8 @@ def evaluate(s: Settings, model: str, hw: str, tp: int, batch: int, context: int
     }
     nan = math.nan
     row.update(ttft_ms=nan, tpot_ms=nan, tokens_per_s=nan, tokens_per_s_per_device=nan)
-    row.update(tokens_per_s_per_system=nan, bottleneck="", prefill_bottleneck="", cost_per_mtok=nan)
+    row.update(tokens_per_s_per_system=nan, bottleneck="", prefill_bottleneck="", cost_per_mtok=nan,
+               measured_share=nan)
     try:
         return _evaluate(s, row, model, hw, tp, batch, context)
     except Exception as e:
@@ -215,6 +226,7 @@ def _evaluate(
             tokens_per_s_per_system=per_replica * row["replicas"],
             bottleneck=str(dec.get("bottleneck", "")),
             prefill_bottleneck=str(pre.get("bottleneck", "")),
+            measured_share=measured_share(dec, system, s.dtype, s.launch),
         )
         price = s.price_per_hour.get(hw)
         if price is not None:

@@ -337,3 +337,9 @@ def test_cli_table_with_sensitivity(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "best per hardware" in out and "sensitivity" in out and "hbm.bandwidth" in out
+
+
+def test_each_row_says_how_much_of_it_rests_on_measured_numbers():
+    df = plan("gpt2", ["l4", "h100-sxm-cal"], tp=[1], batch=[1], context=[256], launch="graph", progress=False)
+    share = df.set_index("hardware")["measured_share"]
+    assert share["h100-sxm-cal"] > 0.9 > share["l4"] >= 0.0

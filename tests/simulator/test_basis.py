@@ -72,3 +72,18 @@ def test_simulate_prints_and_returns_the_basis(capsys):
     assert sum(doc["basis"]["shares"].values()) == pytest.approx(1.0, abs=1e-4)
     assert main(["simulate", "gpt2", "--hardware", "a100-80gb-cal", "--context", "256"]) == 0
     assert "basis:" in capsys.readouterr().out
+
+
+def test_the_term_level_basis_of_a_sweep_agrees_with_the_op_level_one(decode):
+    # a planner sweep has a step's time by bound, not its ops: read from the terms, the
+    # shares come out as the op-level attribution gives them where each term has one number
+    from simulator.basis import basis_of_terms
+
+    for hw in ("h100-sxm", "h100-sxm-cal"):
+        system = load(hw)
+        r = simulate(decode, system, launch="graph")
+        fine = basis(r, system, "graph")["shares"]
+        coarse = basis_of_terms(r.time_by_bound, system, "bf16", "graph", kernels=r.totals["kernels"])["shares"]
+        assert set(coarse) == set(fine)
+        for k in fine:
+            assert coarse[k] == pytest.approx(fine[k], abs=0.02), (hw, k)
