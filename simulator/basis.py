@@ -112,6 +112,22 @@ def _split_host(host_s: float, parts, seconds: dict, quantity: dict) -> None:
             quantity[path] = q
 
 
+def _attribute(system: SystemSpec, parts, seconds: dict, quantity: dict) -> float:
+    """Add each (term, bound, unit, kind, name, seconds) part to the number that set it;
+    returns the seconds no number could be found for."""
+    unknown = 0.0
+    for term, bound, unit, kind, name, t in parts:
+        if t <= 0:
+            continue
+        got = _device_number(system, str(term), str(bound), str(unit or ""), str(kind), str(name))
+        if got is None:
+            unknown += float(t)
+            continue
+        seconds[got[0]] += float(t)
+        quantity[got[0]] = got[1]
+    return unknown
+
+
 def _result(step: float, seconds: dict, quantity: dict, unknown: float) -> dict[str, Any]:
     shares: dict[str, float] = defaultdict(float)
     for path, s in seconds.items():
@@ -138,17 +154,9 @@ def basis_of_terms(time_by_bound: dict[str, float], system: SystemSpec, dtype: s
                 quantity)
     unit = unit_label(system.device, dtype, matrix=True)
     main = system.device.main_memory.name
-    unknown = 0.0
-    for term, t in time_by_bound.items():
-        if term == "host" or t <= 0:
-            continue
-        got = _device_number(system, term, f"memory:{main}" if term == "memory" else term, unit, "matmul", "mm")
-        if got is None:
-            unknown += t
-            continue
-        seconds[got[0]] += t
-        quantity[got[0]] = got[1]
-    return _result(step, seconds, quantity, unknown)
+    terms = ((term, f"memory:{main}" if term == "memory" else term, unit, "matmul", "mm", t)
+             for term, t in time_by_bound.items() if term != "host")
+    return _result(step, seconds, quantity, _attribute(system, terms, seconds, quantity))
 
 
 def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
@@ -167,16 +175,8 @@ def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
     busy = float(df["duration_s"].sum())
     unknown = 0.0
     if busy > 0 and device_s > 0:
-        cols = zip(df["term"], df["bound"], df.get("unit", [""] * len(df)), df["kind"], df["name"], df["duration_s"],
-                   strict=True)
-        for term, bound, unit, kind, name, dur in cols:
-            if dur <= 0:
-                continue
-            got = _device_number(system, str(term), str(bound), str(unit or ""), str(kind), str(name))
-            share = float(dur) / busy * device_s
-            if got is None:
-                unknown += share
-                continue
-            seconds[got[0]] += share
-            quantity[got[0]] = got[1]
+        # each op's share of the device's part of the step, as long as it held the device
+        ops = zip(df["term"], df["bound"], df.get("unit", [""] * len(df)), df["kind"], df["name"],
+                  df["duration_s"] / busy * device_s, strict=True)
+        unknown = _attribute(system, ops, seconds, quantity)
     return _result(step, seconds, quantity, unknown)
