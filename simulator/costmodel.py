@@ -696,7 +696,7 @@ def evaluate(table: TermTable, params: Params) -> Evaluation:
         rate = float(params.rate("link:interconnect", size))
         lat = params.scalar("latency:link:interconnect")
         call = params.scalar(("eager_call_latency" if eager else "call_latency") + ":link:interconnect")
-        secs, algo = physics.collective_time(kind, size, ranks, rate, lat, ("ring", "tree"))
+        secs, algo = physics.collective_time(kind, size, ranks, rate, lat)
         if custom:
             # a serving engine's one-shot all-reduce: its own fixed time, one step; eager launch
             # skew is paid the same (every rank must reach it)
