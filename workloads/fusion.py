@@ -34,10 +34,11 @@ from dataclasses import dataclass
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
+from .kinds import kind_set
 from .op import GEMM_KINDS, Access, Op
 
-#: op kinds a pointwise/reduction fuser can put in one kernel
-FUSIBLE = frozenset({"elementwise", "reduction", "norm", "softmax", "copy", "view"})
+#: op kinds a pointwise/reduction fuser can put in one kernel (``OpKind.fusible``)
+FUSIBLE = kind_set("fusible")
 
 #: (fused name, kind, ops the group must contain): first match wins; aten base names
 PATTERNS: tuple[tuple[str, str, frozenset[str]], ...] = (
