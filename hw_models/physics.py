@@ -19,13 +19,16 @@ Models, in one line each (details on each function):
   to the line size and keeps ``outstanding`` lines in flight (Little's law)
 * PIM:         ``mode_switch + passes x max(bytes / internal_bw, flops / peak)``, one pass
   over the bank rows per input vector
-* collectives: ``steps x latency + traffic x bytes / rate(bytes)`` for ring, tree and
-  one-shot algorithms; the fastest is taken, as NCCL's tuner and custom all-reduce do
+* collectives: ``steps x latency + traffic x bytes / rate(bytes)`` for each algorithm of
+  the registry (``ALGORITHMS``: ring, tree, one-shot; ``register_algorithm`` adds one);
+  the fastest is taken, as NCCL's tuner and custom all-reduce do
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -170,9 +173,6 @@ _RING = {
     "send_recv": (lambda n: 1.0, lambda n: 1),
 }
 
-ALGORITHMS = ("ring", "tree", "one_shot")
-
-
 def collective_kind(kind: str) -> str:
     k = kind.lower().replace("-", "_").split("::")[-1].strip("_")
     k = {"allreduce": "all_reduce", "allgather": "all_gather", "reducescatter": "reduce_scatter",
@@ -182,6 +182,52 @@ def collective_kind(kind: str) -> str:
     if k not in _RING:
         raise PhysicsError(f"unknown collective {kind!r}; known: {', '.join(_RING)}")
     return k
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A collective algorithm: ``terms(kind, n)`` gives (bytes on the wire per byte of
+    message, latency steps) for a collective ``kind`` over ``n > 1`` ranks, or None where
+    the algorithm does not apply to that kind."""
+
+    name: str
+    terms: Callable[[str, int], tuple[float, int] | None]
+    #: the cost model tries it on every collective; an algorithm that needs an engine's own
+    #: kernel (``one_shot``) is tried only where the op says that kernel runs
+    always: bool = True
+
+
+#: the registry of collective algorithms, by name; ``register_algorithm`` adds one
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register_algorithm(algorithm: Algorithm) -> None:
+    ALGORITHMS[algorithm.name] = algorithm
+
+
+def _ring(k: str, n: int) -> tuple[float, int]:
+    traffic, steps = _RING[k]
+    return traffic(n), steps(n)
+
+
+def _tree(k: str, n: int) -> tuple[float, int] | None:
+    # NCCL's double binary tree: reduce up and broadcast down
+    return (2.0, 2 * math.ceil(math.log2(n))) if k == "all_reduce" else None
+
+
+def _one_shot(k: str, n: int) -> tuple[float, int] | None:
+    # every rank reads all peers' buffers at once over a switched fabric
+    return (float(n - 1), 1) if k == "all_reduce" else None
+
+
+register_algorithm(Algorithm("ring", _ring))
+register_algorithm(Algorithm("tree", _tree))
+register_algorithm(Algorithm("one_shot", _one_shot, always=False))
+
+
+def always_tried() -> tuple[str, ...]:
+    """The algorithms the cost model tries on every collective, in registration order."""
+    return tuple(a.name for a in ALGORITHMS.values() if a.always)
 
 
 def collective_terms(kind: str, n: int, algorithm: str = "ring") -> tuple[float, int] | None:
@@ -197,20 +243,18 @@ def collective_terms(kind: str, n: int, algorithm: str = "ring") -> tuple[float,
     k = collective_kind(kind)
     if n <= 1:
         return 0.0, 0
-    if algorithm == "ring":
-        traffic, steps = _RING[k]
-        return traffic(n), steps(n)
-    if algorithm == "tree":
-        return (2.0, 2 * math.ceil(math.log2(n))) if k == "all_reduce" else None
-    if algorithm == "one_shot":
-        return (float(n - 1), 1) if k == "all_reduce" else None
-    raise PhysicsError(f"unknown collective algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    algo = ALGORITHMS.get(algorithm)
+    if algo is None:
+        raise PhysicsError(f"unknown collective algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    return algo.terms(k, n)
 
 
 def collective_time(kind: str, nbytes: float, n: int, rate: float, latency: float,
-                    algorithms: tuple[str, ...] = ("ring", "tree")) -> tuple[float, str]:
-    """(seconds, algorithm) of the fastest of ``algorithms`` for an ``nbytes`` message
-    over ``n`` ranks on a link sustaining ``rate`` B/s with ``latency`` per step."""
+                    algorithms: tuple[str, ...] | None = None) -> tuple[float, str]:
+    """(seconds, algorithm) of the fastest of ``algorithms`` (default: ``always_tried()``)
+    for an ``nbytes`` message over ``n`` ranks on a link sustaining ``rate`` B/s with
+    ``latency`` per step."""
+    algorithms = algorithms or always_tried()
     best, which = math.inf, algorithms[0]
     for a in algorithms:
         terms = collective_terms(kind, n, a)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from hw_models.resource_id import BoundLabel, parse, parse_bound
+from workloads import kinds
 
 #: significant digits kept in JSON: far below any physical precision, far above float noise
 JSON_DIGITS = 12
@@ -43,7 +44,10 @@ SUMMARY_KEYS = ("model", "hardware", "phase", "batch", "context", "dtype", "fusi
 def category(bound: str, kind: str = "") -> str:
     """Cost-model bound label (``memory:hbm``, ``link:cxl``, ...) -> a binding term."""
     b = parse_bound(bound)
-    if kind == "collective" or b == BoundLabel("link", "interconnect"):
+    own = kinds.get(kind)
+    if own is not None and own.category:
+        return own.category
+    if b == BoundLabel("link", "interconnect"):
         return "collective"
     # ``none`` is an op that takes no time: latency, where it adds nothing
     return "latency" if b.term == "none" else b.term

@@ -111,7 +111,7 @@ class FamilyArrays:
     def _residency_structure(self, ops_sk) -> None:
         """For each read access: the op whose end is the position of the tensor's last
         write (``-1``: never written in the step) and the write accesses whose largest
-        byte count that write covered (views alias their source); ``costmodel.residency``."""
+        byte count that write covered (views alias their source); ``simulator.cache.residency``."""
         written: dict[str, tuple[int, tuple[int, ...]]] = {}
         rd_pos, rd_cover, rd_acc = [], [], []
         a = 0
@@ -314,7 +314,7 @@ class FamilyPoint:
         return float(max(0.0, np.cumsum(delta).max()))
 
     def residency(self, llc: float) -> np.ndarray:
-        """Per read access: still in the last-level cache (``costmodel.residency``, in
+        """Per read access: still in the last-level cache (``simulator.cache.residency``, in
         arrays: the same stack-distance rule, read by read)."""
         fa = self.fa
         if not len(fa.rd_acc):

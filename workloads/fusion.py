@@ -34,10 +34,11 @@ from dataclasses import dataclass
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
+from .kinds import kind_set
 from .op import GEMM_KINDS, Access, Op
 
-#: op kinds a pointwise/reduction fuser can put in one kernel
-FUSIBLE = frozenset({"elementwise", "reduction", "norm", "softmax", "copy", "view"})
+#: op kinds a pointwise/reduction fuser can put in one kernel (``OpKind.fusible``)
+FUSIBLE = kind_set("fusible")
 
 #: (fused name, kind, ops the group must contain): first match wins; aten base names
 PATTERNS: tuple[tuple[str, str, frozenset[str]], ...] = (
@@ -67,6 +68,9 @@ class Policy:
     fusible: Callable[[Op], bool]
     #: merge projections that read the same input into one GEMM
     merge_siblings: bool = False
+    #: the engine's runtime all-reduces small messages with its own one-shot kernel (read by
+    #: the simulator where a tensor-parallel step's collectives are priced)
+    custom_allreduce: bool = False
 
 
 def _base(op: Op) -> str:
@@ -93,7 +97,8 @@ register_policy(Policy("compile", "torch.compile/Inductor: pointwise, reduction,
                        "GEMMs and SDPA stay library kernels", lambda op: op.kind in FUSIBLE))
 register_policy(Policy("serving", "serving engines: fused QKV and gate-up GEMMs, fused add+RMSNorm, act*mul and "
                        "rotary kernels, KV-cache write and flash/paged attention kernels",
-                       lambda op: op.kind in FUSIBLE and not _writes_kv(op), merge_siblings=True))
+                       lambda op: op.kind in FUSIBLE and not _writes_kv(op), merge_siblings=True,
+                       custom_allreduce=True))
 
 
 def policy(name: str) -> Policy:

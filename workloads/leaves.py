@@ -69,3 +69,8 @@ LEAF_RULES: dict[str, Any] = {
     "Qwen3MoeSparseMoeBlock": moe_block,
     "DeepseekV3MoE": moe_with_shared,
 }
+
+
+def register_leaf_rule(class_name: str, rule: Any) -> None:
+    """Trace every module of class ``class_name`` as ``rule(tracer, module, *args)``."""
+    LEAF_RULES[class_name] = rule

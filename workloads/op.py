@@ -9,43 +9,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-KINDS = (
-    "matmul",
-    "gemv",
-    "attention",
-    "conv",
-    "elementwise",
-    "reduction",
-    "norm",
-    "softmax",
-    "scatter",
-    "gather",
-    "copy",
-    "transfer",
-    "collective",
-    "moe",
-    "view",
-    "unknown",
-)
+from . import kinds
+
+#: every registered kind, in registration order (``workloads.kinds``)
+KINDS = kinds.REGISTRY.keys()
 ROLES = ("weight", "activation", "kv_cache", "output")
 
-# Sets of kinds, one definition each. They differ on purpose: each answers its own question.
-#: kinds that run on the matrix engines (tensor cores, AMX): the cost model's compute
-#: unit and overlap; flash attention and expert GEMMs are matrix work too
-MATRIX_KINDS = frozenset({"matmul", "gemv", "conv", "attention", "moe"})
-#: matrix kinds that multiply by a weight: the tracer stores their weights at a policy's
-#: bytes per element and labels their FLOPs with its matmul dtype (attention has no weight)
-WEIGHT_MATRIX_KINDS = MATRIX_KINDS - {"attention"}
-#: kinds whose weights a quantised kernel family reads (no family quantises convolutions)
-QUANTIZED_KINDS = WEIGHT_MATRIX_KINDS - {"conv"}
-#: dense matrix products (a GEMM or its one-row GEMV): tensor parallelism splits their
-#: weights by module name (a MoE block is split by its experts instead), fusion merges
-#: sibling projections, PIM banks run them, and parametric families choose between the two
-GEMM_KINDS = frozenset({"matmul", "gemv"})
-#: kinds whose kernel comes from a vendor library (cuBLAS/cuDNN/oneDNN GEMMs, SDPA
-#: backends): the host pays for the library's call path (heuristic lookup, workspace,
-#: backend selection) on top of the framework's dispatch, ``host.library_call``
-LIBRARY_KINDS = MATRIX_KINDS
+# Sets of kinds, live views of the registry's flags (``workloads.kinds.OpKind`` says what
+# each flag means). They differ on purpose: each answers its own question.
+MATRIX_KINDS = kinds.kind_set("matrix")
+WEIGHT_MATRIX_KINDS = kinds.kind_set("weight")
+QUANTIZED_KINDS = kinds.kind_set("quantized")
+GEMM_KINDS = kinds.kind_set("gemm")
+LIBRARY_KINDS = kinds.kind_set("library")
 
 
 @dataclass(slots=True)
@@ -86,8 +62,7 @@ class Op:
     stream: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind {self.kind!r} not in {KINDS}")
+        kinds.check(self.kind)
 
     @property
     def total_flops(self) -> float:

@@ -9,6 +9,7 @@ they fetch; overwriting copies do not read their destination; scatters touch onl
 distinct targets).
 
 An op whose packet has no rule (and no ``pointwise`` tag) is recorded ``unknown``.
+``register_rule`` adds one (a custom op's kernel, a new activation).
 """
 
 from __future__ import annotations
@@ -16,16 +17,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from . import kinds
+
 
 @dataclass(frozen=True)
 class Rule:
+    #: the op kind it records (``workloads.kinds``)
     kind: str
-    #: matmul | conv | pointwise | reduce | norm | softmax | gather | scatter | copy | fill | view
-    cost: str
+    #: its cost formula (``workloads.formulas``): matmul | conv | pointwise | reduce | norm |
+    #: softmax | gather | scatter | index_put | scatter_copy | copy | fill | view; empty:
+    #: its kind's (``OpKind.formula``)
+    cost: str = ""
     #: FLOPs per output element (pointwise/fill) or per input element (reduce/norm/softmax)
     per_elem: float = 0.0
     #: the op fully overwrites its mutated destination, so the old contents are not read
     overwrites: bool = False
+
+    def __post_init__(self) -> None:
+        kinds.check(self.kind)
+        if not self.cost:
+            object.__setattr__(self, "cost", kinds.REGISTRY[self.kind].formula)
 
 
 def _ew(n: float = 1.0) -> Rule:
@@ -118,6 +129,11 @@ RULES: dict[str, Rule] = {
         "_assert_tensor_metadata", "_has_compatible_shallow_copy_type", "is_nonzero",
     )},
 }
+
+
+def register_rule(packet: str, rule: Rule) -> None:
+    """Cost ``packet`` (an aten or custom op's overload packet name) by ``rule``."""
+    RULES[packet] = rule
 
 
 def lookup(packet: str, tags: tuple = ()) -> Rule | None:

@@ -13,9 +13,8 @@ with role ``kv_cache``; everything else is an activation ``a<n>``.
 
 Each ``Op.shapes`` lists the shapes of the op's tensor inputs, then of its outputs.
 
-Why one long module: ``Tracer.on_aten`` is one dispatch over the cost formulas that
-``workloads.rules`` names (a branch per ``cost``), and the modes, hooks and ``trace``
-around it share the tracer's state.
+``Tracer.on_aten`` hands each call to the cost formula its rule names
+(``workloads.formulas``); the modes, hooks and ``trace`` around it share the tracer's state.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from . import rules
+from . import formulas, rules
 from .graph import WorkloadGraph
 from .op import WEIGHT_MATRIX_KINDS, Access, Op
 from .steps import DtypePolicy
@@ -172,9 +171,6 @@ class Tracer:
         mutated = self._mutated(func, args, kwargs)
         mut_keys = {_storage_key(t) for t in mutated}
         kind = rule.kind if rule else "unknown"
-        attrs: dict[str, Any] = {}
-        flops = 0.0
-        updates = distinct = 0
         # reads: each distinct input view once
         seen: set[tuple] = set()
         src_ins: list[torch.Tensor] = []
@@ -186,52 +182,10 @@ class Tracer:
                 continue
             seen.add(key)
             src_ins.append(t)
-        read_elems: dict[int, int] = {}
-        write_elems: dict[int, int] = {}
-
-        if rule is None:
-            pass
-        elif rule.cost == "matmul":
-            mm_ins = [t for t in ins if t.dim() >= 1]
-            d = rules.matmul_dims(packet, [list(t.shape) for t in mm_ins])
-            kind = rules.matmul_kind(d)
-            flops = rules.matmul_flops(d)
-            attrs.update(d)
-        elif rule.cost == "conv":
-            groups = args[8] if len(args) > 8 else kwargs.get("groups", 1)
-            flops = rules.conv_flops(list(args[0].shape), list(args[1].shape), list(outs[0].shape), groups)
-            attrs.update(groups=groups, kernel=list(args[1].shape[2:]))
-        elif rule.cost == "pointwise" or rule.cost == "fill":
-            n = sum(t.numel() for t in (outs or mutated))
-            flops = rule.per_elem * n
-        elif rule.cost in ("reduce", "norm", "softmax"):
-            flops = rule.per_elem * (ins[0].numel() if ins else 0)
-        elif rule.cost == "gather":
-            # the table is read only where indexed: as many elements as the output holds;
-            # one FLOP per element for the index arithmetic (a convention, as for pointwise ops)
-            read_elems[id(ins[0])] = outs[0].numel() if outs else 0
-            flops = rule.per_elem * (outs[0].numel() if outs else 0)
-        elif rule.cost in ("scatter", "index_put"):
-            accumulate = bool(args[3] if len(args) > 3 else kwargs.get("accumulate", False)) \
-                if rule.cost == "index_put" else True
-            dest = mutated[0] if mutated else ins[0]
-            src = _scatter_source(packet, args, kwargs)
-            updates = src.numel() if isinstance(src, torch.Tensor) else 1
-            if accumulate:
-                distinct, how = self._distinct(packet, args, dest, src, updates)
-                attrs["distinct_targets_from"] = how
-                flops = float(updates)
-                read_elems[id(dest)] = distinct
-                write_elems[id(dest)] = distinct
-            else:
-                kind = "copy"
-                read_elems[id(dest)] = 0
-                write_elems[id(dest)] = updates
-                updates = 0
-                distinct = 0
-        elif rule.cost == "scatter_copy":
-            src = ins[-1]
-            write_elems[id(mutated[0])] = src.numel() if mutated else 0
+        c = formulas.Call(self, packet, rule, args, kwargs, ins, outs, mutated, kind)
+        if rule is not None:
+            formulas.apply(c)
+        kind, read_elems, write_elems = c.kind, c.read_elems, c.write_elems
 
         label = self.flops_label(kind, dt)
         reads = [self.read(t, kind, read_elems.get(id(t))) for t in src_ins]
@@ -241,37 +195,10 @@ class Tracer:
             if _storage_key(t) not in mut_keys:
                 writes.append(self.write(t))
         if rule is None:
-            attrs["reason"] = "no cost rule"
-        self.emit(str(func), kind, flops={label: flops} if flops else {}, reads=reads, writes=writes,
-                  shapes=shapes, attrs=attrs, unknown=rule is None, updates=updates,
-                  distinct_targets=distinct, dtype=dtype_label(dt))
-
-    def _distinct(self, packet: str, args: tuple, dest: torch.Tensor, src: torch.Tensor,
-                  updates: int) -> tuple[int, str]:
-        """Distinct destination addresses of an accumulating scatter."""
-        if self.scatter_hints:
-            return int(self.scatter_hints.pop(0)["distinct_targets"]), "declared"
-        index = None
-        if packet.startswith(("index_add", "index_reduce")):
-            dim, index = args[1], args[2]
-            if index.device.type != "meta":
-                per = src.numel() // max(src.shape[dim], 1) if src.dim() else 1
-                return int(torch.unique(index).numel()) * per, "exact"
-        elif packet.startswith(("scatter_add", "scatter_reduce")):
-            dim, index = args[1], args[2]
-            if index.device.type != "meta":
-                lin = _linear_targets(index, dim, dest)
-                return int(torch.unique(lin).numel()), "exact"
-        elif packet.startswith("index_put"):
-            indices = [i for i in args[1] if i is not None] if len(args[1]) == 1 else []
-            if indices and indices[0].device.type != "meta" and indices[0].dtype != torch.bool:
-                per = dest[0].numel() if dest.dim() else 1
-                return int(torch.unique(indices[0]).numel()) * per, "exact"
-        for m in reversed(self.mod_stack):  # a module may declare it (meta indices have no values)
-            declared = getattr(m, "roofsim_distinct_targets", None)
-            if declared is not None:
-                return int(declared), "declared"
-        return min(updates, dest.numel()), "upper_bound"
+            c.attrs["reason"] = "no cost rule"
+        self.emit(str(func), kind, flops={label: c.flops} if c.flops else {}, reads=reads, writes=writes,
+                  shapes=shapes, attrs=c.attrs, unknown=rule is None, updates=c.updates,
+                  distinct_targets=c.distinct, dtype=dtype_label(dt))
 
     @staticmethod
     def _mutated(func: Any, args: tuple, kwargs: dict) -> list[torch.Tensor]:
@@ -298,24 +225,6 @@ class Tracer:
                   flops={self.flops_label("attention", q.dtype): rules.attention_flops(a)},
                   reads=reads, writes=[self.write(out)], shapes=[list(t.shape) for t in ins + [out]],
                   attrs=a, dtype=dtype_label(q.dtype))
-
-
-def _scatter_source(packet: str, args: tuple, kwargs: dict) -> Any:
-    """The tensor of values a scatter adds (index_add: source, scatter_add: src, index_put: values)."""
-    if packet.startswith("index_put"):
-        return args[2] if len(args) > 2 else kwargs["values"]
-    key = "source" if packet.startswith(("index_add", "index_reduce")) else "src"
-    return args[3] if len(args) > 3 else kwargs[key]
-
-
-def _linear_targets(index: torch.Tensor, dim: int, dest: torch.Tensor) -> torch.Tensor:
-    grids = torch.meshgrid(*[torch.arange(s) for s in index.shape], indexing="ij")
-    coords = [g.clone() for g in grids]
-    coords[dim] = index.long()
-    lin = torch.zeros_like(index, dtype=torch.long)
-    for c, st in zip(coords, dest.stride(), strict=False):
-        lin += c * st
-    return lin
 
 
 class _Dispatch(TorchDispatchMode):

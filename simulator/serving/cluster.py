@@ -262,8 +262,8 @@ class Simulation:
         self.step_model = step_model
         self.draft_model = draft_model
         self.system = system if system is not None else getattr(step_model, "system", None)
-        self.memory = memory or step_model.memory(cfg.sched.max_num_batched_tokens
-                                                  if cfg.scheduler != "chunked" else max(cfg.sched.chunk_size, 1),
+        # each scheduler says how many tokens its steps may run (its class, so aliases agree)
+        self.memory = memory or step_model.memory(scheduler_class(cfg.scheduler).step_tokens(cfg.sched),
                                                   cfg.gpu_memory_utilization)
         m = self.memory
         if cfg.num_gpu_blocks is None and m.kv_capacity < m.kv_per_token * cfg.sched.block_size:

@@ -113,6 +113,11 @@ class Scheduler:
         self.prefill_only = False  # a disaggregated prefill replica
         self.lookahead = 0  # extra tokens a decode may append (speculative decoding)
 
+    @classmethod
+    def step_tokens(cls, cfg: SchedulerConfig) -> int:
+        """The most tokens one engine step can run: what a replica's activations are sized for."""
+        return cfg.max_num_batched_tokens
+
     # -- queues -----------------------------------------------------------------------
     def add(self, req: Request) -> None:
         self.waiting.append(req)
@@ -269,6 +274,10 @@ class ContinuousBatching(Scheduler):
 
 class ChunkedPrefill(Scheduler):
     name = "chunked"
+
+    @classmethod
+    def step_tokens(cls, cfg: SchedulerConfig) -> int:
+        return max(cfg.chunk_size, 1)  # a step never runs more than one chunk
 
     def next_step(self, now: float) -> Step | None:
         step = Step()

@@ -4,6 +4,7 @@ and the documents the repository cites all exist."""
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 from pathlib import Path
@@ -110,3 +111,27 @@ def test_paths_the_docs_name_exist(doc):
     assert len(paths) > 2
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert missing == []
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_each_extension_point_names_a_registry_and_its_registration():
+    # a row per registry: "`NAME` in `path`", and the call that adds to it
+    rows = re.findall(r"^\| \*\*(.+?)\*\* \| `(\w+)` in `([\w/]+)\.py` \| (.+) \|$", _section("Extension points"), re.M)
+    assert len(rows) >= 6
+    for point, registry, path, how in rows:
+        module = importlib.import_module(path.replace("/", "."))
+        assert isinstance(getattr(module, registry, None), dict), f"{point}: {path}.py has no registry {registry}"
+        adders = re.findall(r"`@?(\w+)\(", how)
+        assert adders and callable(getattr(module, adders[0], None)), f"{point}: {path}.py has no {adders[:1]}"
+
+
+def test_the_worked_example_is_the_module_its_test_runs():
+    # the page shows the module verbatim, so the example cannot drift from what runs
+    block = re.search(r"```python\n(.*?)```", _section("Extension points"), re.S)
+    assert block is not None
+    assert block.group(1) == (ROOT / "tests" / "workloads" / "squared_relu.py").read_text()
+    assert (ROOT / "tests" / "workloads" / "test_extension_example.py").exists()

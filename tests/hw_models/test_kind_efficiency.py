@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from hw_models.catalog import load
 from hw_models.quantity import EfficiencyCurve
 from hw_models.spec import ComputeUnit
-from simulator.costmodel import Structure, kind_keys
+from simulator.costmodel import Structure
+from simulator.opterms import kind_keys
 from simulator.params import Params
 from workloads.op import Op
 

@@ -9,12 +9,8 @@ from hypothesis import strategies as st
 from hw_models import physics
 from hw_models.catalog import load
 from hw_models.spec import TierSpec
-from simulator.costmodel import (
-    graph_costs,
-    op_cost,
-    residency,
-    serving_level,
-)
+from simulator.cache import residency, serving_level
+from simulator.costmodel import graph_costs, op_cost
 from simulator.params import ParamError, Params
 from simulator.placement import Placement, PlacementError
 from workloads.graph import WorkloadGraph
@@ -341,7 +337,7 @@ def test_serving_level_rule():
 
 
 def test_cpu_cache_levels_follow_the_hierarchy():
-    from simulator.costmodel import cache_levels
+    from simulator.cache import cache_levels
 
     xeon = load("xeon-8480").device
     assert [i for i, _ in cache_levels(xeon)] == list(range(len(xeon.memory) - 1))

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from hw_models.catalog import load
 from hw_models.quantity import flat
-from simulator.costmodel import causal_fraction, graph_costs, op_cost
+from simulator.costmodel import graph_costs, op_cost
+from simulator.opterms import causal_fraction
 from workloads.op import Access, Op
 
 
