@@ -105,12 +105,6 @@ class Count(Quantity):
     maximum: ClassVar[float] = 1e7
 
 
-class Ratio(Quantity):
-    dimension: ClassVar[str] = "ratio"
-    strict_minimum: ClassVar[bool] = True
-    maximum: ClassVar[float] = 1.0
-
-
 class Exponent(Quantity):
     """A dimensionless exponent >= 1 (see ``DeviceSpec.overlap``)."""
 
