@@ -36,18 +36,13 @@ REQUIRED_LLM_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", 
 CONFIG_LIMITS = {
     "hidden_size": (1, 2**20),
     "num_hidden_layers": (1, 10_000),
-    "num_attention_heads": (1, 2**16),
-    "num_key_value_heads": (1, 2**16),
-    "head_dim": (1, 2**16),
     "vocab_size": (1, 2**28),
     "intermediate_size": (1, 2**24),
     "max_position_embeddings": (1, 2**31),
-    "num_local_experts": (1, 2**16),
-    "num_experts": (1, 2**16),
-    "num_experts_per_tok": (1, 2**16),
-    "image_size": (1, 2**16),
-    "patch_size": (1, 2**16),
     "num_channels": (1, 2**12),
+    # head, expert and image-patch counts and sizes share one bound
+    **dict.fromkeys(("num_attention_heads", "num_key_value_heads", "head_dim", "num_local_experts", "num_experts",
+                     "num_experts_per_tok", "image_size", "patch_size"), (1, 2**16)),
 }
 
 

@@ -26,6 +26,10 @@ NOISY_SPREAD = 0.25
 EXTRA_ROUNDS = 2
 
 
+#: what a timing adds to a measured row (``validation.harness.store`` columns)
+ROW_FIELDS = ("median_s", "p10_s", "p90_s", "repeats", "inner", "spread", "noisy")
+
+
 @dataclass
 class Timing:
     median_s: float
@@ -44,15 +48,7 @@ class Timing:
         return self.spread > NOISY_SPREAD
 
     def as_row(self) -> dict[str, float]:
-        return {
-            "median_s": self.median_s,
-            "p10_s": self.p10_s,
-            "p90_s": self.p90_s,
-            "repeats": self.repeats,
-            "inner": self.inner,
-            "spread": self.spread,
-            "noisy": self.noisy,
-        }
+        return {k: getattr(self, k) for k in ROW_FIELDS}
 
 
 def _summary(samples: list[float], inner: int, rounds: int) -> Timing:
