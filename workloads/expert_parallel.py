@@ -32,6 +32,7 @@ import math
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import Access, Op
+from .payloads import Collective
 from .rules import expected_unique_experts
 from .tensor_parallel import _copy
 
@@ -79,7 +80,7 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
         return Op(id=0, name="c10d::all_to_all", kind="collective", dtype=src.dtype,
                   reads=[Access(tensor, nbytes, "activation")], writes=[Access(tensor, nbytes, "activation")],
                   launches=1, module=src.module,
-                  attrs={"collective": "all_to_all", "n": ep, "bytes": nbytes, "ep": ep, "ep_phase": phase},
+                  attrs={**Collective(kind="all_to_all", n_ranks=ep, bytes=nbytes).attrs(), "ep": ep, "ep_phase": phase},
                   device=src.device, stream=src.stream)
 
     for src in graph.ops:
