@@ -14,7 +14,7 @@ from collections.abc import Callable, KeysView
 from dataclasses import dataclass
 from typing import Any
 
-from .payloads import Attention, Collective, Gemm, Scatter, Transfer
+from .payloads import Attention, Collective, Gemm, Moe, Scatter, Transfer
 
 #: the flags an ``OpKind`` has a kind set for
 FLAGS = ("matrix", "weight", "quantized", "gemm", "library", "fusible")
@@ -119,7 +119,7 @@ for _kind in (
     OpKind("collective", category="collective", terms=_TERMS + "collective_terms", by_shape=False,
            payload=Collective),
     # a mixture-of-experts block (``workloads.leaves``): its expert GEMMs read weights
-    OpKind("moe", **_WEIGHT, quantized=True),
+    OpKind("moe", **_WEIGHT, quantized=True, payload=Moe),
     OpKind("view", fusible=True, formula="view"),
     OpKind("unknown"),
 ):

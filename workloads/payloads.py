@@ -41,9 +41,9 @@ class _Record:
     """Reading and writing a record's fields from and to ``Op.attrs``."""
 
     __slots__ = ()
-    #: None: an op carrying none of the record's keys has no payload (a fused kernel named by
-    #: its pattern keeps only the names of its members); a record: such an op gets this one
-    EMPTY: ClassVar[Any] = None
+    #: an op carrying none of the record's keys has no payload (a fused kernel named by its
+    #: pattern keeps only the names of its members); False: every op of the kind has one
+    OPTIONAL: ClassVar[bool] = True
 
     @classmethod
     def read(cls, op: Op) -> Any:
@@ -57,15 +57,20 @@ class _Record:
                     missing.append(key)
                 continue
             v = a[key]
+            # annotations are strings here (``from __future__ import annotations``)
             want = _TYPES[str(f.type).split(" ")[0]]
             if not isinstance(v, want):
                 raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}): attrs[{key!r}] = {v!r} is not {f.type}")
             values[f.name] = v
-        if not values and cls.EMPTY is None:
+        if not values and cls.OPTIONAL:
             return None
         if missing:
             raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}) lacks attrs {missing} of its {cls.__name__} payload")
-        return cls(**values)
+        return cls(**values).resolved(op)
+
+    def resolved(self, op: Op) -> Any:
+        """The record with what its attrs leave unstated taken from the op itself."""
+        return self
 
     def attrs(self) -> dict[str, Any]:
         """The attrs keys of the fields stated: what ``read`` reads back."""
@@ -115,15 +120,12 @@ class Collective(_Record):
     launch: str | None = _opt("launch")
     custom: bool | None = _opt("custom")
 
-    EMPTY: ClassVar[Any] = True
+    OPTIONAL: ClassVar[bool] = False
 
-    @classmethod
-    def read(cls, op: Op) -> Collective:
-        c = super(Collective, cls).read(op)
-        name = op.name.split("::")[-1]
-        return cls(kind=c.kind if c.kind is not None else (name or None), n_ranks=int(c.n_ranks or 1),
-                   bytes=float(c.bytes or op.bytes_read or op.bytes_written), launch=c.launch or "eager",
-                   custom=bool(c.custom))
+    def resolved(self, op: Op) -> Collective:
+        kind = self.kind if self.kind is not None else (op.name.split("::")[-1] or None)
+        return replace(self, kind=kind, n_ranks=int(self.n_ranks or 1), launch=self.launch or "eager",
+                       bytes=float(self.bytes or op.bytes_read or op.bytes_written), custom=bool(self.custom))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +139,25 @@ class Transfer(_Record):
     src: str | None = _opt("src")
     dst: str | None = _opt("dst")
 
-    EMPTY: ClassVar[Any] = True
+    OPTIONAL: ClassVar[bool] = False
 
-    @classmethod
-    def read(cls, op: Op) -> Transfer:
-        t = super(Transfer, cls).read(op)
-        return replace(t, bytes=float(t.bytes or max(op.bytes_read, op.bytes_written)))
+    def resolved(self, op: Op) -> Transfer:
+        return replace(self, bytes=float(self.bytes or max(op.bytes_read, op.bytes_written)))
+
+
+@dataclass(frozen=True, slots=True)
+class Moe(_Record):
+    """A mixture-of-experts block (``workloads.leaves``): ``tokens`` each routed to ``top_k`` of
+    ``num_experts`` experts (``expected_experts`` distinct ones hit) of ``hidden`` ->
+    ``intermediate`` width, and its router's FLOPs."""
+
+    tokens: int = _key("tokens")
+    num_experts: int = _key("num_experts")
+    top_k: int = _key("top_k")
+    expected_experts: float = _key("expected_experts")
+    hidden: int = _key("hidden")
+    intermediate: int | None = _opt("intermediate")
+    router_flops: float | None = _opt("router_flops")
 
 
 @dataclass(frozen=True, slots=True)
