@@ -193,7 +193,7 @@ class Quant(_Record):
 def payload(op: Op) -> Any:
     """The typed record of ``op``'s kind (None where its kind has none or the op carries none
     of its keys); a ``PayloadError`` for an op whose attrs do not make one."""
-    from .kinds import REGISTRY
+    from .kinds import REGISTRY  # here, not above: the registry imports the record types
 
     cls = REGISTRY[op.kind].payload
     return cls.read(op) if cls is not None else None
@@ -204,7 +204,7 @@ def quant(op: Op) -> Quant | None:
 
 
 def values(record: Any) -> tuple:
-    """A record's type and field values, flat and hashable (None for no record)."""
+    """A record's type and field values, flat and hashable (empty for no record)."""
     if record is None:
         return ()
     return (type(record).__name__, *(getattr(record, f.name) for f in fields(record)))
