@@ -74,7 +74,7 @@ from collections.abc import Collection
 import numpy as np
 
 from hw_models.spec import SystemSpec
-from workloads import kinds
+from workloads import kinds, payloads
 from workloads.op import Op
 
 from .cache import residency
@@ -105,17 +105,15 @@ def _signature(op: Op, res: frozenset[str]):
     """Everything ``op_terms`` reads from an op except its id: equal signatures, equal costs.
 
     A 70B decode graph has ~3k ops but a few dozen distinct shapes (layers repeat), so
-    ``graph_costs`` prices each shape once. Kinds whose terms read free-form attrs
-    (``OpKind.by_shape`` false: transfers, collectives) are not memoised.
+    ``graph_costs`` prices each shape once. An op's kind-specific facts enter through its
+    typed payloads (``workloads.payloads.signature``), so a field added there is in here at
+    once. Kinds with ``OpKind.by_shape`` false (transfers, collectives) are not memoised.
     """
     if not kinds.REGISTRY[op.kind].by_shape:
         return None
-    a = op.attrs
     return (
-        op.kind, op.name, op.dtype, tuple(op.flops.items()), a.get("m"), a.get("n"), a.get("k"), a.get("batch"),
-        a.get("causal"), a.get("sq"), a.get("skv"), a.get("quant"), a.get("quant_path"), a.get("math"),
-        a.get("dequant_ops"), a.get("weight_elem_bytes"),
-        op.launches, op.unknown, op.updates, op.distinct_targets, op.device,
+        op.kind, op.name, op.dtype, tuple(op.flops.items()), payloads.signature(op),
+        op.launches, op.unknown, op.device,
         tuple((x.role, x.bytes, x.tensor in res) for x in op.reads),
         tuple((x.role, x.bytes) for x in op.writes),
     )

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from hw_models import physics
 from hw_models.resource_id import ResourceId
 from workloads.op import Op
+from workloads.payloads import payload
 
 from .opterms import DECODE_QUERY_ROWS, Far, OpTerms, Structure, device_terms, route_accesses
 from .params import ParamError
@@ -22,9 +23,10 @@ from .placement import DEVICE, Placement
 def attention_keys(op: Op) -> tuple[str, ...] | None:
     """Attention's phase: a GEMV over the cache (``attention.decode``, a few query rows) and
     prefill's square tiles run at different rates at equal FLOPs."""
-    if not op.attrs.get("sq"):
+    p = payload(op)
+    if p is None or not p.sq:
         return None
-    phase = "decode" if int(op.attrs["sq"]) <= DECODE_QUERY_ROWS else "prefill"
+    phase = "decode" if int(p.sq) <= DECODE_QUERY_ROWS else "prefill"
     return (f"attention.{phase}", "attention")
 
 
@@ -32,8 +34,9 @@ def scatter_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str
                   far: Far) -> float:
     """An accumulating scatter: a kernel's terms, plus its atomic updates."""
     roof = device_terms(op, st, pl, resident, t, far)
-    if op.updates > 0:
-        t.atomic = (float(op.updates), physics.updates_per_target(op.updates, op.distinct_targets))
+    p = payload(op)
+    if p.updates > 0:
+        t.atomic = (float(p.updates), physics.updates_per_target(p.updates, p.distinct_targets))
     return roof
 
 
@@ -52,42 +55,30 @@ def transfer_terms(op: Op, st: Structure, pl: Placement, resident: Collection[st
     return 0.0
 
 
-def _collective_spec(op: Op) -> tuple[str | None, int]:
-    a = op.attrs
-    kind = a.get("collective")
-    if kind is None:
-        name = op.name.split("::")[-1]
-        kind = name or None
-    return kind, int(a.get("n") or 1)
-
-
 def _collective(op: Op, st: Structure, t: OpTerms) -> None:
-    ckind, n = _collective_spec(op)
-    size = float(op.attrs.get("bytes") or op.bytes_read or op.bytes_written)
+    c = payload(op)
+    n = c.n_ranks
     if n <= 1:
         return
     try:
-        ckind = physics.collective_kind(ckind or "")
+        ckind = physics.collective_kind(c.kind or "")
     except physics.PhysicsError:
         t.unknown = True  # priced by its bytes alone, and flagged
         return
     if st.system.interconnect is None:
         raise ParamError(f"system {st.system.id!r} has no interconnect for a {n}-way {ckind}; "
                          "add one to its spec (bandwidth, latency, efficiency with sources)")
-    a = op.attrs
-    custom = bool(a.get("custom")) and ckind == "all_reduce" and st.system.interconnect.custom_allreduce_latency is not None
+    custom = c.custom and ckind == "all_reduce" and st.system.interconnect.custom_allreduce_latency is not None
     port = str(ResourceId("interconnect", device=st.d))
-    t.collective = (ckind, n, size, port, a.get("launch", "eager") != "graph", custom)
+    t.collective = (ckind, n, c.bytes, port, c.launch != "graph", custom)
 
 
 def _transfer(op: Op, st: Structure, pl: Placement, t: OpTerms, far: Far) -> None:
     """A copy between a far tier and device memory: tier memory, one link direction, device
-    main memory. The tier is named by ``attrs`` (``tier`` or ``src``/``dst``) or is where the
+    main memory. The tier is named by its payload (``tier`` or ``src``/``dst``) or is where the
     placement puts weights / KV / activations; with neither it is a device-local copy."""
-    a = op.attrs
-    size = float(a.get("bytes") or max(op.bytes_read, op.bytes_written))
-    src, dst = a.get("src"), a.get("dst")
-    tier, direction = a.get("tier"), a.get("direction")
+    p = payload(op)
+    size, src, dst, tier, direction = p.bytes, p.src, p.dst, p.tier, p.direction
     main_names = (DEVICE, st.device.main_memory.name)
     if tier is None and (src or dst):
         if src and src not in main_names:

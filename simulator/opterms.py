@@ -20,6 +20,7 @@ from hw_models.resource_id import ResourceId
 from hw_models.spec import DTYPES, SystemSpec
 from workloads import kinds
 from workloads.op import GEMM_KINDS, MATRIX_KINDS, Op
+from workloads.payloads import Attention, Gemm, Quant, payload, quant
 
 from .cache import cache_levels, serving_level
 from .params import ParamError, compute_unit, unit_label
@@ -70,15 +71,15 @@ def kind_keys(op: Op) -> tuple[str, ...]:
 def causal_fraction(op: Op) -> float:
     """Share of an attention op's dense FLOPs a causal kernel computes.
 
-    The tracer counts the full ``sq x skv`` square (``attrs['causal']`` set); flash/SDPA
+    The tracer counts the full ``sq x skv`` square (its payload's ``causal`` set); flash/SDPA
     kernels skip the masked tiles. With ``sq == skv`` (prefill) query ``i`` sees keys
     ``0..i``: ``sq (sq + 1) / 2`` of ``sq^2`` scores, ``(sq + 1) / (2 sq)``. Decode
     (``sq = 1`` against the whole cache) and non-causal attention keep the full count.
     """
-    a = op.attrs
-    if op.kind != "attention" or not a.get("causal"):
+    p = payload(op)
+    if not isinstance(p, Attention) or not p.causal:
         return 1.0
-    sq, skv = int(a.get("sq") or 0), int(a.get("skv") or 0)
+    sq, skv = int(p.sq or 0), int(p.skv or 0)
     if sq <= 1 or sq != skv:
         return 1.0
     return (sq + 1) / (2.0 * sq)
@@ -172,16 +173,19 @@ class Structure:
         return t
 
 
+#: an op without quantisation facts: a dense kernel
+_DENSE = Quant()
+
+
 def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
     """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind not in GEMM_KINDS or op.attrs.get("quant"):
+    if op.kind not in GEMM_KINDS or (quant(op) or _DENSE).family:
         return None  # PIM banks multiply 16-bit weights; a quantised kernel runs on the device
     where = pl.tier_of("weight")
     t = st.tiers.get(where)
     if t is None or t.kind != "pim" or t.pim is None or op.dtype not in t.pim.dtypes:
         return None
-    rows = int(op.attrs.get("m") or 1) * int(op.attrs.get("batch") or 1)
-    if op.kind == "matmul" and rows > t.pim.max_rows.value:
+    if op.kind == "matmul" and _rows(op) > t.pim.max_rows.value:
         return None
     if not any(a.role == "weight" for a in op.reads):
         return None
@@ -275,11 +279,16 @@ def device_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str]
     return roof
 
 
+def _rows(op: Op) -> int:
+    g = payload(op)
+    return g.rows if isinstance(g, Gemm) else 1
+
+
 def _pim_terms(op: Op, st: Structure, pim_tier: str, t: OpTerms) -> float:
     """Passes over the PIM banks, and the activations' trip to them and back."""
     pim = st.tiers[pim_tier].pim
     wbytes = float(sum(a.bytes for a in op.reads if a.role == "weight"))
-    rows = max(int(op.attrs.get("m") or 1) * int(op.attrs.get("batch") or 1), 1)
+    rows = max(_rows(op), 1)
     t.pim = (pim_tier, float(rows), wbytes, t.flops / rows)
     t.unit = "pim"
     act_in = float(sum(a.bytes for a in op.reads if a.role != "weight"))
@@ -299,23 +308,24 @@ def _pim_terms(op: Op, st: Structure, pim_tier: str, t: OpTerms) -> float:
 def fused_family(op: Op):
     """The quantised kernel family (``workloads.quantkernels``) running ``op`` as a fused
     kernel, whose efficiencies replace the dense ones; ``None`` for any other op."""
-    if op.attrs.get("quant_path") != "fused":
+    q = quant(op)
+    if q is None or q.path != "fused":
         return None
     from workloads.quantkernels import family
 
-    return family(str(op.attrs["quant"]))
+    return family(str(q.family))
 
 
 def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     """Add the compute groups of an op; returns its compute roofline seconds."""
-    a = op.attrs
+    q = quant(op) or _DENSE
     # a quantised kernel that multiplies on CUDA cores (ExLlama's half2 FMAs) runs on the
     # vector unit, yet it is still a tiled GEMM pipeline: its loads and math overlap as a
     # matrix op's do
     t.matrix = op.kind in MATRIX_KINDS
-    matrix = t.matrix and a.get("math") != "vector"
-    m, n, k = a.get("m"), a.get("n"), a.get("k")
-    gemm = matrix and m and n and k
+    matrix = t.matrix and q.math != "vector"
+    g = payload(op)
+    gemm = matrix and isinstance(g, Gemm) and g.m and g.n and g.k
     keys = t.keys = kind_keys(op)
     share = causal_fraction(op)
     dev = st.device
@@ -323,7 +333,7 @@ def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     operand = f"level:{dev.operand_level}" if dev.operand_level else None
     fam = fused_family(op)
     own = fam is not None and fam.compute_efficiency.given
-    dequant = float(a.get("dequant_ops") or 0.0)
+    dequant = float(q.dequant_ops or 0.0)
     if dequant > 0:
         # unpacking quantised weights (or quantising activations) is vector-unit work beside
         # the math; its key never takes an op-kind curve fitted to memory-bound elementwise ops
@@ -339,9 +349,9 @@ def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
         t.unit = t.unit or label
         if gemm:
             # a quantised kernel streams its packed weights (and their scales) as the B operand
-            wb = a.get("weight_elem_bytes")
+            wb = q.weight_elem_bytes
             alts = [(key, f, work, operand, ob) for work, ob in physics.gemm_tiles(
-                int(m), int(n), int(k), int(a.get("batch") or 1), st.cu, dev.tiles.shapes, dev.tiles.split_k,
+                int(g.m), int(g.n), int(g.k), int(g.batch or 1), st.cu, dev.tiles.shapes, dev.tiles.split_k,
                 ELEM_BYTES.get(dt, 2), float(wb) if wb else None)]
             # padding never makes a GEMM cheaper than its useful FLOPs, whatever the tile
             t.compute.append([(k_, s, max(w, f), o, ob) for k_, s, w, o, ob in alts])

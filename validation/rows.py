@@ -37,6 +37,7 @@ from simulator.costmodel import OpTerms, Structure, TermTable, graph_terms, op_t
 from simulator.placement import Placement
 from validation.harness.cases import Case
 from workloads.op import LIBRARY_KINDS
+from workloads.payloads import Collective, Transfer
 
 from .holdout import held_out
 
@@ -170,7 +171,7 @@ def _transfer_graph(case: Case):
     g = WorkloadGraph(meta={"model": case.id})
     g.add(Op(0, "aten::copy_", "transfer", case.dtype, reads=[Access("src", nbytes, "activation")],
              writes=[Access("dst", nbytes, "output")],
-             attrs={"tier": "host", "direction": direction, "bytes": nbytes}))
+             attrs=Transfer(tier="host", direction=direction, bytes=nbytes).attrs()))
     return g
 
 
@@ -183,9 +184,9 @@ def _collective_graph(case: Case):
     g = WorkloadGraph(meta={"model": case.id})
     g.add(Op(0, f"c10d::{case.op}", "collective", case.dtype, reads=[Access("buf", nbytes, "activation")],
              writes=[Access("buf", nbytes, "activation")],
-             attrs={"collective": case.op, "n": ranks, "bytes": nbytes,
-                    # measured eagerly unless the row says it was replayed in a graph
-                    "launch": case.params.get("launch", "eager")}))
+             # measured eagerly unless the row says it was replayed in a graph
+             attrs=Collective(kind=case.op, n_ranks=ranks, bytes=nbytes,
+                              launch=case.params.get("launch", "eager")).attrs()))
     return g
 
 

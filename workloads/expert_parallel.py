@@ -32,6 +32,7 @@ import math
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import Access, Op
+from .payloads import Collective, payload
 from .rules import expected_unique_experts
 from .tensor_parallel import _copy
 
@@ -50,7 +51,7 @@ def check_degree(graph: WorkloadGraph, ep: int) -> None:
     if not moe:
         raise ExpertParallelError(f"--ep {ep}: {graph.meta.get('model', 'this model')} has no mixture-of-experts "
                                   "layers; expert parallelism needs a MoE model (--ep 1 for a dense one)")
-    e = int(moe[0].attrs["num_experts"])
+    e = int(payload(moe[0]).num_experts)
     if ep > e:
         raise ExpertParallelError(f"--ep {ep} exceeds the {e} experts of {graph.meta.get('model', 'this model')}; "
                                   f"allowed: 1..{e}")
@@ -59,8 +60,8 @@ def check_degree(graph: WorkloadGraph, ep: int) -> None:
 def dispatch_bytes(op: Op, elem_bytes: int = 2) -> int:
     """Bytes one rank sends in a dispatch (and receives back in the combine): each of its
     tokens' hidden state once per routed expert."""
-    a = op.attrs
-    return int(a["tokens"]) * int(a["top_k"]) * int(a["hidden"]) * elem_bytes
+    m = payload(op)
+    return int(m.tokens) * int(m.top_k) * int(m.hidden) * elem_bytes
 
 
 def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> WorkloadGraph:
@@ -79,7 +80,7 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
         return Op(id=0, name="c10d::all_to_all", kind="collective", dtype=src.dtype,
                   reads=[Access(tensor, nbytes, "activation")], writes=[Access(tensor, nbytes, "activation")],
                   launches=1, module=src.module,
-                  attrs={"collective": "all_to_all", "n": ep, "bytes": nbytes, "ep": ep, "ep_phase": phase},
+                  attrs={**Collective(kind="all_to_all", n_ranks=ep, bytes=nbytes).attrs(), "ep": ep, "ep_phase": phase},
                   device=src.device, stream=src.stream)
 
     for src in graph.ops:
@@ -89,17 +90,17 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
             nid += 1
             out.add(op)
             continue
-        a = op.attrs
-        e, k, tokens = int(a["num_experts"]), int(a["top_k"]), int(a["tokens"])
-        old = float(a["expected_experts"])
+        m = payload(op)
+        e, k, tokens = int(m.num_experts), int(m.top_k), int(m.tokens)
+        old = float(m.expected_experts)
         held = -(-e // ep)  # a degree that does not divide E fills the spare slots with redundant copies
         local = held * (1.0 - (1.0 - k / e) ** (tokens * ep))
         for acc in op.reads:
             if acc.role == "weight" and "experts" in acc.tensor:
                 acc.bytes = int(round(acc.bytes * local / old)) if old > 0 else acc.bytes
-        router = float(a.get("router_flops") or 0.0)
+        router = float(m.router_flops or 0.0)
         op.flops = {d: router + (f - router) * imbalance for d, f in op.flops.items()}
-        a.update(expected_experts=local, local_experts=held, ep=ep, ep_imbalance=imbalance,
+        op.attrs.update(expected_experts=local, local_experts=held, ep=ep, ep_imbalance=imbalance,
                  group_expected_experts=expected_unique_experts(e, k, tokens * ep))
         h_in = next((x.tensor for x in op.reads if x.role == "activation"), f"moe_in@{op.id}")
         d = a2a(src, h_in, "dispatch")
@@ -119,7 +120,7 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
 
 def _elem(op: Op) -> int:
     """Bytes of one element of the hidden state the moe op reads."""
-    a = op.attrs
+    m = payload(op)
     h_in = next((x for x in op.reads if x.role == "activation"), None)
-    n = int(a["tokens"]) * int(a["hidden"])
+    n = int(m.tokens) * int(m.hidden)
     return max(1, int(round(h_in.bytes / n))) if h_in is not None and n else 2

@@ -16,6 +16,7 @@ import torch
 
 from . import rules
 from .errors import WorkloadError
+from .payloads import Gemm
 
 
 @dataclass(slots=True)
@@ -70,7 +71,7 @@ def _matmul(c: Call) -> None:
     d = rules.matmul_dims(c.packet, [list(t.shape) for t in c.ins if t.dim() >= 1])
     c.kind = rules.matmul_kind(d)
     c.flops = rules.matmul_flops(d)
-    c.attrs.update(d)
+    c.attrs.update(Gemm(**d).attrs())
 
 
 @register_formula("conv")

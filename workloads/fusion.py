@@ -30,12 +30,13 @@ after the pattern it matches (``PATTERNS``, data): ``fused::rms_norm``,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .kinds import kind_set
 from .op import GEMM_KINDS, Access, Op
+from .payloads import payload
 
 #: op kinds a pointwise/reduction fuser can put in one kernel (``OpKind.fusible``)
 FUSIBLE = kind_set("fusible")
@@ -222,9 +223,9 @@ def _proj_key(op: Op):
     if op.kind not in GEMM_KINDS or not any(a.role == "weight" for a in op.reads):
         return None
     act = [a.tensor for a in op.reads if a.role != "weight"]
-    a = op.attrs
+    g = payload(op)
     parent = op.module.rsplit(".", 1)[0] if "." in op.module else op.module
-    return (tuple(act), a.get("m"), a.get("k"), a.get("batch"), op.dtype, parent, op.device, op.stream)
+    return (tuple(act), *((g.m, g.k, g.batch) if g else (None,) * 3), op.dtype, parent, op.device, op.stream)
 
 
 # -- building fused ops --------------------------------------------------------------------------
@@ -287,8 +288,12 @@ def _merged_gemm(members: list[Op], new_id: int) -> Op:
         writes += [Access(a.tensor, a.bytes, a.role) for a in op.writes]
         for k, v in op.flops.items():
             flops[k] = flops.get(k, 0.0) + v
-        n += int(op.attrs.get("n") or 0)
-    attrs = {**first.attrs, "n": n, "fused": [op.module.rsplit(".", 1)[-1] for op in members]}
+        g = payload(op)
+        n += int(g.n or 0) if g else 0
+    # the siblings share m, k and batch (``_proj_key``); their outputs side by side are one N
+    g = payload(first)
+    shape = replace(g, n=n).attrs() if g else {"n": n}
+    attrs = {**first.attrs, **shape, "fused": [op.module.rsplit(".", 1)[-1] for op in members]}
     parent = first.module.rsplit(".", 1)[0]
     suffixes = {op.module.rsplit(".", 1)[-1] for op in members}
     merged = "qkv_proj" if suffixes & {"q_proj", "k_proj", "v_proj"} else (

@@ -14,6 +14,8 @@ from collections.abc import Callable, KeysView
 from dataclasses import dataclass
 from typing import Any
 
+from .payloads import Attention, Collective, Gemm, Moe, Scatter, Transfer
+
 #: the flags an ``OpKind`` has a kind set for
 FLAGS = ("matrix", "weight", "quantized", "gemm", "library", "fusible")
 
@@ -53,9 +55,13 @@ class OpKind:
     terms: Hook = None
     #: its efficiency keys, most specific first, where the op name's refinement is not enough
     keys: Hook = None
-    #: its terms read nothing but what the cost model's shape signature holds, so ops of equal
-    #: shape share one price (a kind that reads free-form attrs must say False)
+    #: its terms read nothing but what the cost model's shape signature holds (the op's shape
+    #: and its payloads), so ops of equal shape share one price (a kind whose terms read attrs
+    #: outside its payload must say False)
     by_shape: bool = True
+    #: the typed record of its facts (``workloads.payloads``) that ``payload(op)`` reads from
+    #: ``Op.attrs``; the cost model's shape signature holds its fields
+    payload: type | None = None
 
 
 #: kind name -> record, in registration order
@@ -97,22 +103,23 @@ _WEIGHT = {**_MATRIX, "weight": True}
 _TERMS = "simulator.kindterms:"
 
 for _kind in (
-    OpKind("matmul", **_WEIGHT, quantized=True, gemm=True, formula="matmul"),
-    OpKind("gemv", **_WEIGHT, quantized=True, gemm=True, formula="matmul"),
+    OpKind("matmul", **_WEIGHT, quantized=True, gemm=True, formula="matmul", payload=Gemm),
+    OpKind("gemv", **_WEIGHT, quantized=True, gemm=True, formula="matmul", payload=Gemm),
     # flash attention is matrix work without a weight; its phase picks its efficiency key
-    OpKind("attention", **_MATRIX, keys=_TERMS + "attention_keys"),
+    OpKind("attention", **_MATRIX, keys=_TERMS + "attention_keys", payload=Attention),
     OpKind("conv", **_WEIGHT, formula="conv"),
     OpKind("elementwise", fusible=True, formula="pointwise"),
     OpKind("reduction", fusible=True, formula="reduce"),
     OpKind("norm", fusible=True, formula="norm"),
     OpKind("softmax", fusible=True, formula="softmax"),
-    OpKind("scatter", formula="scatter", terms=_TERMS + "scatter_terms"),
+    OpKind("scatter", formula="scatter", terms=_TERMS + "scatter_terms", payload=Scatter),
     OpKind("gather", formula="gather"),
     OpKind("copy", fusible=True, formula="copy"),
-    OpKind("transfer", terms=_TERMS + "transfer_terms", by_shape=False),
-    OpKind("collective", category="collective", terms=_TERMS + "collective_terms", by_shape=False),
+    OpKind("transfer", terms=_TERMS + "transfer_terms", by_shape=False, payload=Transfer),
+    OpKind("collective", category="collective", terms=_TERMS + "collective_terms", by_shape=False,
+           payload=Collective),
     # a mixture-of-experts block (``workloads.leaves``): its expert GEMMs read weights
-    OpKind("moe", **_WEIGHT, quantized=True),
+    OpKind("moe", **_WEIGHT, quantized=True, payload=Moe),
     OpKind("view", fusible=True, formula="view"),
     OpKind("unknown"),
 ):

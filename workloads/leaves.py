@@ -18,6 +18,7 @@ import torch
 
 from . import rules
 from .op import Access
+from .payloads import Moe
 
 
 def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
@@ -50,9 +51,8 @@ def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a
         flops={label: tokens * top_k * expert_flops + router_flops + act_flops},
         reads=reads, writes=[tracer.write(out)], dtype=label,
         shapes=[list(hidden_states.shape), list(out.shape)],
-        attrs={"tokens": tokens, "num_experts": num_experts, "top_k": top_k, "expected_experts": unique,
-               "hidden": hidden, "intermediate": int(down.shape[-1]),
-               "router_flops": router_flops},
+        attrs=Moe(tokens=tokens, num_experts=num_experts, top_k=top_k, expected_experts=unique, hidden=hidden,
+                  intermediate=int(down.shape[-1]), router_flops=router_flops).attrs(),
     )
     return out
 

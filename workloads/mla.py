@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .op import Access, Op
+from .payloads import Gemm
 
 _ELEM = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -93,7 +94,7 @@ def _absorbed(kvb: Op, sdpa: Op, caches: dict[str, int], r: int, d_rope: int, d_
                flops={label: 2.0 * tokens * h * d_nope * r},
                reads=[Access(q_read.tensor, q_read.bytes, "activation"), Access(w.tensor + "#uk", wk, "weight")],
                writes=[q_lat], launches=1, module=kvb.module,
-               attrs={"m": tokens, "n": r, "k": d_nope, "batch": h, "mla": "q_absorb"},
+               attrs={**Gemm(m=tokens, n=r, k=d_nope, batch=h).attrs(), "mla": "q_absorb"},
                device=kvb.device, stream=kvb.stream)
     att = Op(id=0, name="mla::latent_attention", kind="attention", dtype=sdpa.dtype,
              flops={alabel: 2.0 * batch * h * int(a.get("sq") or 1) * skv * (2 * r + d_rope)},
@@ -105,6 +106,6 @@ def _absorbed(kvb: Op, sdpa: Op, caches: dict[str, int], r: int, d_rope: int, d_
                flops={label: 2.0 * tokens * h * r * d_v},
                reads=[o_lat, Access(w.tensor + "#uv", wv, "weight")],
                writes=[Access(x.tensor, x.bytes, x.role) for x in sdpa.writes], launches=1, module=kvb.module,
-               attrs={"m": tokens, "n": d_v, "k": r, "batch": h, "mla": "v_absorb"},
+               attrs={**Gemm(m=tokens, n=d_v, k=r, batch=h).attrs(), "mla": "v_absorb"},
                device=kvb.device, stream=kvb.stream)
     return [q_abs, att, v_abs]

@@ -29,6 +29,7 @@ import math
 
 from .graph import WorkloadGraph
 from .op import QUANTIZED_KINDS, Access, Op
+from .payloads import Gemm, Moe, payload
 from .precision import FLOATS, FORMAT_BYTES, GROUPED, Precision
 from .quantkernels import Family, math_dtype
 
@@ -69,14 +70,16 @@ def quantized_weights(op: Op, f: Family) -> list[Access]:
 
 
 def _k(op: Op) -> int | None:
-    k = op.attrs.get("k") if op.kind != "moe" else op.attrs.get("hidden")
+    p = payload(op)
+    k = p.hidden if isinstance(p, Moe) else p.k if isinstance(p, Gemm) else None
     return int(k) if k else None
 
 
 def _rows(op: Op) -> int:
-    if op.kind == "moe":
-        return max(int(op.attrs.get("tokens") or 1), 1)
-    return max(int(op.attrs.get("m") or 1) * int(op.attrs.get("batch") or 1), 1)
+    p = payload(op)
+    if isinstance(p, Moe):
+        return max(int(p.tokens or 1), 1)
+    return max(p.rows, 1) if isinstance(p, Gemm) else 1
 
 
 def weight_bytes(ops: list[Op], param_sizes: dict[str, tuple[int, int]], p: Precision, f: Family | None) -> int:

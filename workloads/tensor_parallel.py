@@ -35,6 +35,7 @@ import math
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import GEMM_KINDS, Access, Op
+from .payloads import Collective
 
 #: module-name suffixes whose weight is split along output features
 COLUMN = frozenset({
@@ -87,7 +88,7 @@ def _collective(new_id: int, kind: str, tensor: str, nbytes: int, n: int, src: O
     return Op(
         id=new_id, name=f"c10d::{kind}", kind="collective", dtype=src.dtype,
         reads=[Access(tensor, nbytes, "activation")], writes=[Access(tensor, nbytes, "activation")],
-        launches=1, module=src.module, attrs={"collective": kind, "n": n, "bytes": nbytes, "tp": n},
+        launches=1, module=src.module, attrs={**Collective(kind=kind, n_ranks=n, bytes=nbytes).attrs(), "tp": n},
         device=src.device, stream=src.stream,
     )
 

@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_leaves
 from . import formulas, rules
 from .graph import WorkloadGraph
 from .op import WEIGHT_MATRIX_KINDS, Access, Op
+from .payloads import Attention
 from .steps import DtypePolicy
 
 #: framework functions a backend runs as one kernel although the tracing machine (CPU,
@@ -215,10 +216,9 @@ class Tracer:
         p = dict(zip(names, args, strict=False))
         p.update(kwargs)
         q, k, v = p["query"], p["key"], p["value"]
-        a = rules.attention_attrs(list(q.shape), list(k.shape), list(v.shape))
-        a["causal"] = bool(p.get("is_causal", False))
         mask = p.get("attn_mask")
-        a["mask"] = isinstance(mask, torch.Tensor)
+        a = Attention(**rules.attention_attrs(list(q.shape), list(k.shape), list(v.shape)),
+                      causal=bool(p.get("is_causal", False)), mask=isinstance(mask, torch.Tensor)).attrs()
         ins = [q, k, v] + ([mask] if a["mask"] else [])
         reads = [self.read(t, "attention") for t in ins]
         self.emit("aten::scaled_dot_product_attention", "attention",

@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from simulator.stepmodel import Memory, StepModel, StepModelError
+from workloads.payloads import payload
 
 
 class ScaledStepModel(StepModel):
@@ -87,7 +88,7 @@ class ScaledStepModel(StepModel):
         return moe[0]
 
     def _experts(self) -> int:
-        return int(self._moe().attrs["num_experts"])
+        return int(payload(self._moe()).num_experts)
 
     def _held(self) -> int:
         return -(-self._experts() // self.ep)

@@ -1,0 +1,215 @@
+"""Typed op payloads: per op kind, the facts its cost rule reads, as one small frozen record
+instead of free-form ``Op.attrs`` keys, whose names collide (``n`` is a GEMM's N and a
+collective's group size).
+
+``Op.attrs`` stays the serialised form (graph JSON and the graph cache are unchanged):
+each field names the attrs key it is stored under, ``payload(op)`` reads an op's record
+for its kind (``OpKind.payload`` in ``workloads.kinds``) and ``Record.attrs()`` writes one
+back. The cost model's per-op cache signature is ``signature(op)``, so a field added here is
+in it at once. ``Quant`` is not one kind's: a quantised kernel of any kind carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields, replace
+from numbers import Real
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .op import Op
+
+
+class PayloadError(ValueError):
+    user_facing = True
+
+
+def _key(name: str) -> Any:
+    return field(metadata={"key": name})
+
+
+def _opt(name: str) -> Any:
+    # None is "not stated": ``attrs()`` leaves it out, so a record written back gives the
+    # attrs a producer stated and no more (the graph JSON is unchanged)
+    return field(default=None, kw_only=True, metadata={"key": name})
+
+
+_NUMBER = (Real,)
+_TYPES = {"int": _NUMBER, "float": _NUMBER, "bool": (bool,), "str": (str,)}
+
+
+class _Record:
+    """Reading and writing a record's fields from and to ``Op.attrs``."""
+
+    __slots__ = ()
+    #: an op carrying none of the record's keys has no payload (a fused kernel named by its
+    #: pattern keeps only the names of its members); False: every op of the kind has one
+    OPTIONAL: ClassVar[bool] = True
+
+    @classmethod
+    def read(cls, op: Op) -> Any:
+        a = op.attrs
+        values: dict[str, Any] = {}
+        missing: list[str] = []
+        for f in fields(cls):  # type: ignore[arg-type]
+            key = f.metadata["key"]
+            if key not in a or a[key] is None:
+                if f.default is MISSING:
+                    missing.append(key)
+                continue
+            v = a[key]
+            # annotations are strings here (``from __future__ import annotations``)
+            want = _TYPES[str(f.type).split(" ")[0]]
+            if not isinstance(v, want):
+                raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}): attrs[{key!r}] = {v!r} is not {f.type}")
+            values[f.name] = v
+        if not values and cls.OPTIONAL:
+            return None
+        if missing:
+            raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}) lacks attrs {missing} of its {cls.__name__} payload")
+        return cls(**values).resolved(op)
+
+    def resolved(self, op: Op) -> Any:
+        """The record with what its attrs leave unstated taken from the op itself."""
+        return self
+
+    def attrs(self) -> dict[str, Any]:
+        """The attrs keys of the fields stated: what ``read`` reads back."""
+        return {f.metadata["key"]: v for f in fields(self)  # type: ignore[arg-type]
+                if (v := getattr(self, f.name)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Gemm(_Record):
+    """A dense product: ``batch`` (default 1) products of ``m x k`` by ``k x n``."""
+
+    m: int = _key("m")
+    n: int = _key("n")
+    k: int = _key("k")
+    batch: int | None = _opt("batch")
+
+    @property
+    def rows(self) -> int:
+        return int(self.m or 1) * int(self.batch or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Attention(_Record):
+    """SDPA: ``b`` x ``h`` query heads of ``sq`` rows over ``skv`` keys (``kv_heads`` of them);
+    ``causal`` lets a kernel skip the masked tiles the tracer's dense count includes."""
+
+    b: int | None = _opt("b")
+    h: int | None = _opt("h")
+    sq: int = _key("sq")
+    skv: int = _key("skv")
+    d: int | None = _opt("d")
+    dv: int | None = _opt("dv")
+    kv_heads: int | None = _opt("kv_heads")
+    causal: bool | None = _opt("causal")
+    mask: bool | None = _opt("mask")
+
+
+@dataclass(frozen=True, slots=True)
+class Collective(_Record):
+    """A collective over ``n_ranks`` ranks moving ``bytes`` each; ``launch`` and ``custom`` say
+    how a sharded step runs it (``simulator.collective_mode``). ``payload`` resolves a traced
+    collective's kind from its op name and its bytes from its buffers."""
+
+    kind: str | None = _opt("collective")
+    n_ranks: int | None = _opt("n")
+    bytes: float | None = _opt("bytes")
+    launch: str | None = _opt("launch")
+    custom: bool | None = _opt("custom")
+
+    OPTIONAL: ClassVar[bool] = False
+
+    def resolved(self, op: Op) -> Collective:
+        kind = self.kind if self.kind is not None else (op.name.split("::")[-1] or None)
+        return replace(self, kind=kind, n_ranks=int(self.n_ranks or 1), launch=self.launch or "eager",
+                       bytes=float(self.bytes or op.bytes_read or op.bytes_written), custom=bool(self.custom))
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(_Record):
+    """A copy between a far tier and device memory, named by ``tier`` and ``direction`` or by
+    ``src`` / ``dst``; with neither, the placement's tier (``simulator.kindterms``)."""
+
+    tier: str | None = _opt("tier")
+    direction: str | None = _opt("direction")
+    bytes: float | None = _opt("bytes")
+    src: str | None = _opt("src")
+    dst: str | None = _opt("dst")
+
+    OPTIONAL: ClassVar[bool] = False
+
+    def resolved(self, op: Op) -> Transfer:
+        return replace(self, bytes=float(self.bytes or max(op.bytes_read, op.bytes_written)))
+
+
+@dataclass(frozen=True, slots=True)
+class Moe(_Record):
+    """A mixture-of-experts block (``workloads.leaves``): ``tokens`` each routed to ``top_k`` of
+    ``num_experts`` experts (``expected_experts`` distinct ones hit) of ``hidden`` ->
+    ``intermediate`` width, and its router's FLOPs."""
+
+    tokens: int = _key("tokens")
+    num_experts: int = _key("num_experts")
+    top_k: int = _key("top_k")
+    expected_experts: float = _key("expected_experts")
+    hidden: int = _key("hidden")
+    intermediate: int | None = _opt("intermediate")
+    router_flops: float | None = _opt("router_flops")
+
+
+@dataclass(frozen=True, slots=True)
+class Scatter(_Record):
+    """An accumulating scatter's atomic ``updates`` and the ``distinct_targets`` they hit, kept
+    as ``Op`` fields (not attrs) by the tracer."""
+
+    updates: int = 0
+    distinct_targets: int = 0
+
+    @classmethod
+    def read(cls, op: Op) -> Scatter:
+        return cls(op.updates, op.distinct_targets)
+
+    def attrs(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Quant(_Record):
+    """A quantised kernel (``workloads.quantize``): its ``family``, whether it is the ``fused``
+    kernel or a ``dequantize`` / ``quantize`` step, the vector work of unpacking
+    (``dequant_ops``), the packed bytes per weight element, and ``math == "vector"`` for a
+    kernel that multiplies on CUDA cores."""
+
+    family: str | None = _opt("quant")
+    path: str | None = _opt("quant_path")
+    math: str | None = _opt("math")
+    dequant_ops: float | None = _opt("dequant_ops")
+    weight_elem_bytes: float | None = _opt("weight_elem_bytes")
+
+
+def payload(op: Op) -> Any:
+    """The typed record of ``op``'s kind (None where its kind has none or the op carries none
+    of its keys); a ``PayloadError`` for an op whose attrs do not make one."""
+    from .kinds import REGISTRY  # here, not above: the registry imports the record types
+
+    cls = REGISTRY[op.kind].payload
+    return cls.read(op) if cls is not None else None
+
+
+def quant(op: Op) -> Quant | None:
+    return Quant.read(op)
+
+
+def values(record: Any) -> tuple:
+    """A record's type and field values, flat and hashable (empty for no record)."""
+    if record is None:
+        return ()
+    return (type(record).__name__, *(getattr(record, f.name) for f in fields(record)))
+
+
+def signature(op: Op) -> tuple:
+    """Everything of ``op``'s payloads a cost rule may read."""
+    return values(payload(op)) + values(quant(op))
