@@ -70,6 +70,15 @@ def _one_line(text: str) -> str:
     return re.sub(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*", " ", str(text).strip())
 
 
+def _forget_unhandled_interrupt() -> None:
+    """CPython (3.11) marks a Ctrl-C that escaped code run through ``exec`` of a string (a
+    dataclass's generated methods while a module imports, for one) as unhandled, and under
+    ``python -m`` then exits by re-raising SIGINT however the program handled it, so the
+    shell sees a signal death, not our exit status. Each ``exec`` of a string clears that
+    mark when it starts; an empty one clears it for good."""
+    exec("pass", {})
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         # commands that keep partial work raise Interrupted saying what they kept
         msg = e.message if isinstance(e, Interrupted) else "interrupted"
         print(f"roofsim: {_one_line(msg)}", file=sys.stderr)
+        _forget_unhandled_interrupt()
         return EXIT_INTERRUPTED
     except Exception as e:
         if not is_user_facing(e):

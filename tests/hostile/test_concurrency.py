@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import signal
 import subprocess
@@ -245,3 +246,16 @@ def test_ctrl_c_during_report_writes_nothing(tmp_path):
     assert err.strip().splitlines()[-1] == f"roofsim: interrupted; nothing written to {out} (a previous report there is kept)"
     assert not out.exists() and _leftovers(out) == []
 
+
+
+def test_an_interrupt_inside_exec_code_still_exits_130(tmp_path):
+    # Ctrl-C landing in exec()'d code (a dataclass's generated methods while a module
+    # imports) is handled like any other, and `python -m` must not turn it into a signal death
+    (tmp_path / "ki_probe.py").write_text(
+        "from roofsim.cli import EXIT_INTERRUPTED, _forget_unhandled_interrupt\n"
+        "try:\n    exec('raise KeyboardInterrupt')\n"
+        "except KeyboardInterrupt:\n    _forget_unhandled_interrupt()\n"
+        "raise SystemExit(EXIT_INTERRUPTED)\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    proc = subprocess.run([sys.executable, "-m", "ki_probe"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr
