@@ -130,12 +130,10 @@ def note_does_not_fit(sec: Section, reason: str) -> None:
     sec.missing.append(warn)
 
 
-def note_basis(sec: Section, shares: dict[str, float]) -> None:
+def note_basis(sec: Section, measured_share: float, described: str) -> None:
     """Say what the run's prediction rests on (``simulator.basis``): measured or guessed."""
-    measured = shares.get("measured", 0.0) + shares.get("measured elsewhere", 0.0)
-    sec.summary["measured_share"] = measured
-    parts = ", ".join(f"{v:.0%} {k}" for k, v in shares.items() if v >= 0.005)
-    what = f"This prediction rests on spec numbers that are {parts} (by the time each sets)."
+    sec.summary["measured_share"] = measured_share
+    what = f"This prediction rests on spec numbers that are {described} (by the time each sets)."
     sec.details = f"{sec.details} {what}".strip()
 
 

@@ -141,7 +141,7 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
         policy(f)
     from hw_models.catalog import load
     from simulator import simulate
-    from simulator.basis import basis
+    from simulator.basis import basis, describe, measured_share
     from simulator.roofline import analyze
     from workloads import build
 
@@ -185,7 +185,8 @@ def build_report(model: str, hardware: list[str], *, phase: str = "decode", batc
             sec.summary["fits"] = fits
             if not fits:
                 note_does_not_fit(sec, reason)
-            note_basis(sec, basis(res, sysm, launch)["shares"])
+            shares = basis(res, sysm, launch)["shares"]
+            note_basis(sec, measured_share(shares), describe(shares))
             if launch == "eager" and str(summary.get("bottleneck", "")).startswith("host"):
                 note_graph_replay(sec, simulate(graph, sysm, launch="graph").step_time_s)
             sec.label = f"{ph} on {sysm.id} ({sysm.name}){tag}"

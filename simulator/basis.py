@@ -36,6 +36,18 @@ from workloads.op import LIBRARY_KINDS
 from .params import unit_label
 
 CLASSES = ("measured", "measured elsewhere", "published", "estimate", "what-if")
+#: a share under this reads as 0% and is left out of a description
+SHOWN = 0.005
+
+
+def measured_share(shares: dict[str, float]) -> float:
+    """The part of a step set by measured numbers, on this system or elsewhere."""
+    return shares.get("measured", 0.0) + shares.get("measured elsewhere", 0.0)
+
+
+def describe(shares: dict[str, float]) -> str:
+    """``shares`` as one phrase: "86% estimate, 14% measured elsewhere"."""
+    return ", ".join(f"{v:.0%} {k}" for k, v in shares.items() if v >= SHOWN)
 
 
 def source_class(source: str) -> str:

@@ -146,9 +146,11 @@ def _basis_table(b: dict) -> None:
     """What the step rests on: shares by source class and the numbers that set most of it."""
     if not b["shares"]:
         return
-    shares = ", ".join(f"{v:.0%} {k}" for k, v in b["shares"].items() if v >= 0.005)
-    print(f"\nbasis: {shares} (simulator.basis: the spec numbers that set each part of the step, by their source)")
-    print(tabulate([[n["number"], f"{n['share']:.1%}", n["class"]] for n in b["numbers"][:5] if n["share"] >= 0.005],
+    from simulator.basis import SHOWN, describe
+
+    print(f"\nbasis: {describe(b['shares'])} (simulator.basis: the spec numbers that set each part of the step, "
+          "by their source)")
+    print(tabulate([[n["number"], f"{n['share']:.1%}", n["class"]] for n in b["numbers"][:5] if n["share"] >= SHOWN],
                    headers=["number", "of step", "source"]))
 
 

@@ -151,11 +151,10 @@ def _sim(s: Settings, model: str, phase: str, batch: int, context: int, system: 
 def measured_share(summary: dict[str, Any], system: SystemSpec, dtype: str, launch: str) -> float:
     """Share of a decode step set by measured numbers (here or elsewhere): the rest are
     estimates or datasheet figures (``simulator.basis``, read from its terms)."""
-    from simulator.basis import basis_of_terms
+    from simulator import basis
 
-    shares = basis_of_terms(summary.get("time_by_bound") or {}, system, dtype, launch,
-                            kernels=float(summary.get("kernels") or 0))["shares"]
-    return shares.get("measured", 0.0) + shares.get("measured elsewhere", 0.0)
+    return basis.measured_share(basis.basis_of_terms(summary.get("time_by_bound") or {}, system, dtype, launch,
+                                                     kernels=float(summary.get("kernels") or 0))["shares"])
 
 
 def evaluate(s: Settings, model: str, hw: str, tp: int, batch: int, context: int) -> dict[str, Any]:
