@@ -24,6 +24,7 @@ import pandas as pd
 from hw_models.intervals import union_length
 from hw_models.resource_id import ResourceId
 from workloads.fusion import POLICIES
+from workloads.payloads import Collective, store
 
 from .engine import LAUNCH_MODES, WRITEBACK, EnginePlan, PerOp, Timeline, build_engine_plan, run_simpy
 from .fastpath import run_fast
@@ -115,9 +116,9 @@ def simulate(
 def collective_mode(op, meta: dict, launch: str) -> None:
     """How a collective of a sharded step runs: a CUDA graph keeps the ranks in lockstep
     (no launch skew); serving engines all-reduce small messages with their own one-shot kernel."""
-    op.attrs["launch"] = "graph" if launch == "graph" else "eager"
     pol = POLICIES.get(meta.get("fusion") or "none")
-    op.attrs["custom"] = pol is not None and pol.custom_allreduce
+    store(op, Collective(launch="graph" if launch == "graph" else "eager",
+                         custom=pol is not None and pol.custom_allreduce))
 
 
 def simulate_point(point, system, *, launch: str = "eager", tp: int = 1, placement=None, params=None) -> SimResult:

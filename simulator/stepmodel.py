@@ -52,7 +52,7 @@ import json
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -380,6 +380,7 @@ def chunk_graph(graph, prefix: int):
     tiles, as flash kernels do)."""
     from workloads.graph import WorkloadGraph
     from workloads.op import Access, Op
+    from workloads.payloads import payload
     from workloads.rules import attention_flops
 
     out = WorkloadGraph(meta={**graph.meta, "prefix": int(prefix)})
@@ -388,17 +389,14 @@ def chunk_graph(graph, prefix: int):
         if op.kind != "attention":
             ops.append(op)
             continue
-        a = dict(op.attrs)
-        c = int(a["sq"])
-        skv0 = int(a["skv"])
+        att = payload(op)
+        c = int(att.sq)
+        skv0 = int(att.skv)
         skv = int(prefix) + c
-        a["skv"] = skv
         pairs = c * int(prefix) + c * (c + 1) / 2.0
-        dense = {**a, "skv": skv}
-        full = attention_flops(dense)
+        full = attention_flops({**op.attrs, "skv": skv})
         flops = {k: full * pairs / (c * skv) for k in op.flops}
-        a["causal"] = False
-        a["prefix"] = int(prefix)
+        a = {**op.attrs, **replace(att, skv=skv, causal=False).attrs(), "prefix": int(prefix)}
         reads = []
         for i, r in enumerate(op.reads):
             if i in (1, 2):  # key, value: the whole cache of prefix + c positions

@@ -28,11 +28,12 @@ each TP rank's full hidden states, as the engines do.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import Access, Op
-from .payloads import Collective, payload
+from .payloads import Collective, payload, store
 from .rules import expected_unique_experts
 from .tensor_parallel import _copy
 
@@ -100,8 +101,10 @@ def expert_shard(graph: WorkloadGraph, ep: int, imbalance: float = 1.0) -> Workl
                 acc.bytes = int(round(acc.bytes * local / old)) if old > 0 else acc.bytes
         router = float(m.router_flops or 0.0)
         op.flops = {d: router + (f - router) * imbalance for d, f in op.flops.items()}
-        op.attrs.update(expected_experts=local, local_experts=held, ep=ep, ep_imbalance=imbalance,
-                 group_expected_experts=expected_unique_experts(e, k, tokens * ep))
+        store(op, replace(m, expected_experts=local))
+        # what this rank holds and how its group shares the load: facts of the sharding, no payload's
+        op.attrs.update(local_experts=held, ep=ep, ep_imbalance=imbalance,
+                        group_expected_experts=expected_unique_experts(e, k, tokens * ep))
         h_in = next((x.tensor for x in op.reads if x.role == "activation"), f"moe_in@{op.id}")
         d = a2a(src, h_in, "dispatch")
         d.id = nid

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .op import Access, Op
-from .payloads import Gemm
+from .payloads import Gemm, payload
 
 _ELEM = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -100,7 +100,7 @@ def _absorbed(kvb: Op, sdpa: Op, caches: dict[str, int], r: int, d_rope: int, d_
              flops={alabel: 2.0 * batch * h * int(a.get("sq") or 1) * skv * (2 * r + d_rope)},
              reads=[q_lat, *[Access(t, b, "kv_cache") for t, b in caches.items()]],
              writes=[o_lat], launches=1, module=sdpa.module,
-             attrs={**a, "kv_heads": 1, "head_dim": r + d_rope, "mla": "latent"},
+             attrs={**a, **replace(payload(sdpa), kv_heads=1).attrs(), "head_dim": r + d_rope, "mla": "latent"},
              device=sdpa.device, stream=sdpa.stream)
     v_abs = Op(id=0, name="mla::v_absorb", kind="matmul", dtype=dt,
                flops={label: 2.0 * tokens * h * r * d_v},

@@ -5,8 +5,9 @@ collective's group size).
 ``Op.attrs`` stays the serialised form (graph JSON and the graph cache are unchanged):
 each field names the attrs key it is stored under, ``payload(op)`` reads an op's record
 for its kind (``OpKind.payload`` in ``workloads.kinds``) and ``Record.attrs()`` writes one
-back. The cost model's per-op cache signature is ``signature(op)``, so a field added here is
-in it at once. ``Quant`` is not one kind's: a quantised kernel of any kind carries it.
+back (``store(op, record)`` into an op's own attrs). The cost model's per-op cache
+signature is ``signature(op)``, so a field added here is in it at once. ``Quant`` is not
+one kind's: a quantised kernel of any kind carries it.
 """
 
 from __future__ import annotations
@@ -185,9 +186,9 @@ class Quant(_Record):
 
     family: str | None = _opt("quant")
     path: str | None = _opt("quant_path")
-    math: str | None = _opt("math")
     dequant_ops: float | None = _opt("dequant_ops")
     weight_elem_bytes: float | None = _opt("weight_elem_bytes")
+    math: str | None = _opt("math")
 
 
 def payload(op: Op) -> Any:
@@ -201,6 +202,13 @@ def payload(op: Op) -> Any:
 
 def quant(op: Op) -> Quant | None:
     return Quant.read(op)
+
+
+def store(op: Op, record: Any) -> None:
+    """Write ``record``'s stated fields into ``op.attrs``: a key the op already has keeps its
+    place in the dict, a new one goes last in field order, and ``None`` fields are left alone
+    (so a record built from only the fields a writer sets touches only their keys)."""
+    op.attrs.update(record.attrs())
 
 
 def values(record: Any) -> tuple:

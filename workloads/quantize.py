@@ -29,7 +29,7 @@ import math
 
 from .graph import WorkloadGraph
 from .op import QUANTIZED_KINDS, Access, Op
-from .payloads import Gemm, Moe, payload
+from .payloads import Gemm, Moe, Quant, payload, store
 from .precision import FLOATS, FORMAT_BYTES, GROUPED, Precision
 from .quantkernels import Family, math_dtype
 
@@ -137,25 +137,26 @@ def quantize(graph: WorkloadGraph, p: Precision, f: Family | None) -> WorkloadGr
             elems = sum(a.bytes / fb for a in weights)
             per_pass = max(int(f.rows_per_pass.value or 1), 1)
             ops_per = 0.0 if f.dequant == "none" else (f.dequant_ops.value or 0.0)
-            op.attrs.update(quant=f.name, quant_path="fused", dequant_ops=elems * math.ceil(rows / per_pass) * ops_per,
-                            weight_elem_bytes=sum(qbytes.values()) / elems if elems else None)
-            if f.math == "vector":
-                op.attrs["math"] = "vector"
+            store(op, Quant(family=f.name, path="fused", dequant_ops=elems * math.ceil(rows / per_pass) * ops_per,
+                            weight_elem_bytes=sum(qbytes.values()) / elems if elems else None,
+                            math="vector" if f.math == "vector" else None))
             add(op)
             continue
         # dequantise path: one kernel writes each weight in 16 bits, the GEMM reads that copy
+        per_elem = (f.dequant_kernel_ops.value if f.dequant_kernel_ops else 0) or 0
         for a in weights:
             elems = a.bytes / fb
             copy = a.tensor + DEQUANT_SUFFIX
+            # the unpacked tensor's name sits between the record's keys (the traced attrs order)
             add(Op(id=0, name="quant::dequantize", kind="elementwise", dtype=p.float_dtype,
                    reads=[Access(a.tensor, qbytes[a.tensor], "weight")], writes=[Access(copy, a.bytes, "output")],
                    module=op.module, device=op.device, stream=op.stream,
-                   attrs={"quant": f.name, "quant_path": "dequantize", "weight": a.tensor,
-                          "dequant_ops": elems * ((f.dequant_kernel_ops.value if f.dequant_kernel_ops else 0) or 0)}))
+                   attrs={**Quant(family=f.name, path="dequantize").attrs(), "weight": a.tensor,
+                          **Quant(dequant_ops=elems * per_elem).attrs()}))
         names = {a.tensor for a in weights}
         op.reads = [Access(a.tensor + DEQUANT_SUFFIX, a.bytes, "activation") if a.tensor in names else a
                     for a in op.reads]
-        op.attrs.update(quant=f.name, quant_path="dequantized")
+        store(op, Quant(family=f.name, path="dequantized"))
         add(op)
     return out
 
@@ -174,7 +175,7 @@ def _quantized_input(a: Access, op: Op, p: Precision, f: Family, done: dict[str,
             add(Op(id=0, name="quant::quantize", kind="elementwise", dtype=p.float_dtype,
                    reads=[Access(a.tensor, a.bytes * reads_n, "activation")], writes=[Access(q, nbytes, "output")],
                    module=op.module, device=op.device, stream=op.stream,
-                   attrs={"quant": f.name, "quant_path": "quantize", "dequant_ops": elems * reads_n}))
+                   attrs=Quant(family=f.name, path="quantize", dequant_ops=elems * reads_n).attrs()))
         done[a.tensor] = q
     return Access(q, nbytes, "activation")
 

@@ -4,7 +4,7 @@
 
 * **column-parallel** projections (q/k/v, gate/up, fused qkv, ``lm_head``): each device
   holds ``1/n`` of the output features: weight bytes, FLOPs and output bytes ``/ n``,
-  the input is replicated. ``attrs["n"]`` is divided.
+  the input is replicated. Its ``Gemm`` payload's ``n`` is divided.
 * **row-parallel** projections (attention output, MLP down) that read a sharded
   activation: each device holds ``1/n`` of the input features: weight bytes, FLOPs and input bytes ``/ n``; the output is a
   full-size partial sum, so an ``all_reduce`` collective follows it.
@@ -31,11 +31,12 @@ the last component of ``Op.module``. Collectives carry ``attrs`` ``{"collective"
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import GEMM_KINDS, Access, Op
-from .payloads import Collective
+from .payloads import Collective, payload, quant, store
 
 #: module-name suffixes whose weight is split along output features
 COLUMN = frozenset({
@@ -67,6 +68,11 @@ def check_degree(graph: WorkloadGraph, n: int) -> None:
 
 def _split(b: int, n: int) -> int:
     return int(math.ceil(b / n))
+
+
+def _heads(h: int | None, n: int) -> int | None:
+    """A head count split ``n`` ways (at least one head each); unstated or 0 stays as it is."""
+    return max(1, int(h) // n) if h else h
 
 
 def _suffix(module: str) -> str:
@@ -125,8 +131,9 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
             for a in op.writes:
                 a.bytes = _split(a.bytes, n)
                 sharded.add(a.tensor)
-            if "n" in op.attrs:
-                op.attrs["n"] = _split(int(op.attrs["n"]), n)
+            g = payload(op)
+            if g is not None:
+                store(op, replace(g, n=_split(int(g.n), n)))
             if suf in GATHER_AFTER:
                 for a in op.writes:
                     after.append(_collective(0, "all_gather", a.tensor, a.bytes * n, n, op))
@@ -137,8 +144,9 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
             for a in op.reads:
                 if a.role in ("weight", "kv_cache") or a.tensor in sharded or a.tensor in dequantized:
                     a.bytes = _split(a.bytes, n)
-            if "k" in op.attrs and op.kind != "moe":
-                op.attrs["k"] = _split(int(op.attrs["k"]), n)
+            g = payload(op) if op.kind != "moe" else None  # a MoE op's width is its experts' own
+            if g is not None:
+                store(op, replace(g, k=_split(int(g.k), n)))
             for a in op.writes:
                 sharded.discard(a.tensor)
                 after.append(_collective(0, "all_reduce", a.tensor, a.bytes, n, op))
@@ -149,9 +157,9 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
                 a.bytes = _split(a.bytes, n)
             for a in op.writes:
                 sharded.add(a.tensor)
-            for key in ("h", "kv_heads"):
-                if op.attrs.get(key):
-                    op.attrs[key] = max(1, int(op.attrs[key]) // n)
+            att = payload(op)
+            if att is not None:
+                store(op, replace(att, h=_heads(att.h, n), kv_heads=_heads(att.kv_heads, n)))
         elif any(a.tensor in sharded or a.role == "kv_cache" for a in op.reads) or any(
             a.role == "kv_cache" for a in op.writes
         ):
@@ -171,8 +179,9 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
                 sharded.discard(a.tensor)
         if scale_flops:
             op.flops = {k: v / n for k, v in op.flops.items()}
-            if op.attrs.get("dequant_ops"):
-                op.attrs["dequant_ops"] = float(op.attrs["dequant_ops"]) / n
+            q = quant(op)
+            if q is not None and q.dequant_ops:
+                store(op, replace(q, dequant_ops=float(q.dequant_ops) / n))
         op.attrs["tp"] = n
         op.attrs["tp_shard"] = mode
         out.add(op)
