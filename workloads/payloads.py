@@ -111,14 +111,24 @@ class Attention(_Record):
 
 @dataclass(frozen=True, slots=True)
 class Collective(_Record):
-    """A collective over ``n_ranks`` ranks moving ``bytes`` each; ``launch`` and ``custom`` say
-    how a sharded step runs it (``simulator.collective_mode``). ``payload`` resolves a traced
-    collective's kind from its op name and its bytes from its buffers."""
+    """A collective over a group of ranks, priced by ``hw_models.physics.collective_time``;
+    ``launch`` and ``custom`` say how a sharded step runs it (``simulator.collective_mode``).
+    ``payload`` fills what a traced collective leaves unstated, as each field says."""
 
+    #: ``all_reduce``, ``all_gather``, ``all_to_all``, ... (``hw_models.physics.collective_kind``);
+    #: unstated: the op name's last part (``c10d::all_reduce``)
     kind: str | None = _opt("collective")
+    #: ranks in the group; unstated: 1 (nothing to exchange)
     n_ranks: int | None = _opt("n")
+    #: the message in bytes as ``physics.collective_terms`` counts it (all_reduce: the buffer;
+    #: all_gather: the gathered output; all_to_all: what one rank sends in all); unstated: the
+    #: op's read bytes, else its written bytes
     bytes: float | None = _opt("bytes")
+    #: ``eager`` (unstated; each rank launches it on its own, so the ranks skew) or ``graph``
+    #: (CUDA graphs keep the ranks in lockstep)
     launch: str | None = _opt("launch")
+    #: an all_reduce a serving engine may run with its one-shot custom kernel (where the
+    #: interconnect states ``custom_allreduce_latency``); unstated: False
     custom: bool | None = _opt("custom")
 
     OPTIONAL: ClassVar[bool] = False
@@ -134,10 +144,16 @@ class Transfer(_Record):
     """A copy between a far tier and device memory, named by ``tier`` and ``direction`` or by
     ``src`` / ``dst``; with neither, the placement's tier (``simulator.kindterms``)."""
 
+    #: the far memory tier the copy crosses (a tier of the system, such as ``host``)
     tier: str | None = _opt("tier")
+    #: ``h2d`` (unstated: from the tier into device memory) or ``d2h``
     direction: str | None = _opt("direction")
+    #: bytes copied; unstated: the larger of the op's read and written bytes
     bytes: float | None = _opt("bytes")
+    #: where the copy reads, with ``tier`` unstated: a tier (then it is ``h2d``) or device
+    #: memory (``device`` or the device's main memory name)
     src: str | None = _opt("src")
+    #: where it writes, likewise (a tier: ``d2h``)
     dst: str | None = _opt("dst")
 
     OPTIONAL: ClassVar[bool] = False

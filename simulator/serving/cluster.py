@@ -70,23 +70,45 @@ class SpecConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """One serving deployment (``roofsim serve``'s options): what runs on how many devices,
+    how each replica's engine schedules it, and the targets its goodput is counted against."""
+
+    #: zoo LLM id or config.json path
     model: str
+    #: catalog id or path of the system, or a loaded ``SystemSpec``
     hardware: Any
+    #: devices per replica, one tensor-parallel group
     tp: int = 1
+    #: replicas behind the router (``disaggregate`` replaces it)
     replicas: int = 1
+    #: a registered scheduler's name (``simulator.serving.schedulers.SCHEDULERS``)
     scheduler: str = "continuous"
+    #: its limits: sequences and tokens per step, chunk size, KV block size, preemption
     sched: SchedulerConfig = field(default_factory=SchedulerConfig)
+    #: ``ROUTERS``: how arriving requests pick a (prefill) replica
     router: str = "round_robin"
+    #: precision spec of the step model (``workloads.precision``)
     dtype: str = "bf16"
+    #: kernel fusion policy (``workloads.fusion``)
     fusion: str = "serving"
+    #: ``eager`` or ``graph`` (CUDA graphs) kernel launches
     launch: str = "graph"
+    #: fraction of device memory the engine may use (weights, activations, KV cache)
     gpu_memory_utilization: float = 0.9
+    #: host memory per device for swapped-out KV blocks, GiB (vLLM's --swap-space)
     swap_space_gib: float = 4.0
+    #: ``(P, D)``: P prefill-only and D decode replicas (module docstring)
     disaggregate: tuple[int, int] | None = None
+    #: what a disaggregated KV copy crosses: the system's ``interconnect`` or a ``network``
+    #: link between machines (``DEFAULT_NETWORK``)
     kv_link: str = "interconnect"
+    #: speculative decoding (what-if); None: plain decoding
     spec: SpecConfig | None = None
+    #: seeds the simulation's own random draws (speculative acceptance; the caller seeds traffic)
     seed: int = 0
+    #: per-request time to first token a request must meet to count as good, ms; None: no target
     slo_ttft_ms: float | None = None
+    #: per-request time per output token (after the first) to meet, ms; None: no target
     slo_tpot_ms: float | None = None
     #: KV blocks per replica instead of the footprint's (vLLM's --num-gpu-blocks-override)
     num_gpu_blocks: int | None = None
