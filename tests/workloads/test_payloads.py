@@ -22,6 +22,7 @@ from workloads.payloads import (
     Transfer,
     payload,
     quant,
+    store,
 )
 from workloads.tensor_parallel import shard
 
@@ -75,6 +76,18 @@ def test_records_write_back_the_attrs_they_read():
     assert payload(xfer) == Transfer(bytes=32.0, src="host")
     sc = Op(0, "aten::index_add", "scatter", "fp32", updates=10, distinct_targets=4)
     assert payload(sc) == Scatter(10, 4) and payload(replace(sc, kind="copy")) is None
+
+
+def test_store_rewrites_an_ops_keys_in_place():
+    # writers (tensor parallelism, quantisation) store records: a key the op has keeps its
+    # place (the graph cache and the graph JSON see the traced order), None leaves a key alone
+    op = Op(0, "aten::mm", "matmul", "bf16", attrs={"m": 4, "n": 8, "k": 2, "tp": 2})
+    store(op, replace(payload(op), n=4))
+    store(op, Quant(family="marlin", path="fused"))
+    assert list(op.attrs.items()) == [("m", 4), ("n", 4), ("k", 2), ("tp", 2), ("quant", "marlin"),
+                                      ("quant_path", "fused")]
+    store(op, Collective(launch="graph"))
+    assert list(op.attrs)[-1] == "launch" and op.attrs["n"] == 4
 
 
 @pytest.mark.parametrize("attrs,what", [
