@@ -20,7 +20,7 @@ from hw_models.resource_id import ResourceId
 from hw_models.spec import DTYPES, SystemSpec
 from workloads import kinds
 from workloads.op import GEMM_KINDS, MATRIX_KINDS, Op
-from workloads.payloads import Attention, Gemm, Quant, payload, quant
+from workloads.payloads import Attention, Gemm, Moe, Quant, payload, quant
 
 from .cache import cache_levels, serving_level
 from .params import ParamError, compute_unit, unit_label
@@ -325,6 +325,8 @@ def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
     t.matrix = op.kind in MATRIX_KINDS
     matrix = t.matrix and q.math != "vector"
     g = payload(op)
+    if isinstance(g, Moe):
+        g = g.experts_gemm()  # its experts' products are tiled like any GEMM's
     gemm = matrix and isinstance(g, Gemm) and g.m and g.n and g.k
     keys = t.keys = kind_keys(op)
     share = causal_fraction(op)

@@ -21,6 +21,21 @@ from .op import Access
 from .payloads import Moe
 
 
+def moe_work(tokens: int, num_experts: int, top_k: int, hidden: int, expert_numels: list[int]) -> dict[str, float]:
+    """What a mixture-of-experts block costs in expectation: ``tokens`` routed to ``top_k`` of
+    ``num_experts`` experts whose weight tensors hold ``expert_numels`` elements each per
+    expert (gate-up first). Returns the distinct experts hit (``expected_experts``), the
+    experts' and router's FLOPs (``flops``, ``router_flops``) and the weight elements read
+    per tensor (``elements``: one entry per ``expert_numels``)."""
+    unique = rules.expected_unique_experts(num_experts, top_k, tokens)
+    expert_flops = sum(2.0 * n for n in expert_numels)  # 2 FLOPs per weight element per token
+    router_flops = 2.0 * tokens * hidden * num_experts
+    act_flops = 5.0 * tokens * top_k * expert_numels[0] / hidden / 2  # silu (4) and the product (1)
+    return {"expected_experts": unique, "router_flops": router_flops,
+            "flops": tokens * top_k * expert_flops + router_flops + act_flops,
+            "elements": [unique * n for n in expert_numels]}
+
+
 def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a: Any, **kw: Any) -> torch.Tensor:
     gate_w = mod.gate.weight
     experts = mod.experts
@@ -29,17 +44,12 @@ def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a
     hidden = int(hidden_states.shape[-1])
     tokens = hidden_states.numel() // hidden
     gate_up, down = experts.gate_up_proj, experts.down_proj
-    per_expert = [(gate_up, gate_up[0].numel()), (down, down[0].numel())]
-    expert_flops = sum(2.0 * n for _, n in per_expert)  # 2 FLOPs per weight element per token
-    unique = rules.expected_unique_experts(num_experts, top_k, tokens)
-    router_flops = 2.0 * tokens * hidden * num_experts
-    act_flops = 5.0 * tokens * top_k * gate_up.shape[1] / 2  # silu (4) and the product (1)
+    work = moe_work(tokens, num_experts, top_k, hidden, [gate_up[0].numel(), down[0].numel()])
     kind = "moe"
     reads = [tracer.read(hidden_states), tracer.read(gate_w, "gemv" if tokens == 1 else "matmul")]
-    for w, n in per_expert:
-        name = tracer.name(w)
+    for w, elems in zip((gate_up, down), work["elements"], strict=True):
         per_elem = tracer.policy.weight_bytes if tracer.policy.weight_bytes is not None else w.element_size()
-        reads.append(Access(name, int(round(unique * n * per_elem)), "weight"))
+        reads.append(Access(tracer.name(w), int(round(elems * per_elem)), "weight"))
     tracer.suppress += 1
     try:
         out = torch.empty_like(hidden_states)
@@ -48,11 +58,11 @@ def moe_block(tracer: Any, mod: torch.nn.Module, hidden_states: torch.Tensor, *a
     label = tracer.flops_label(kind, hidden_states.dtype)
     tracer.emit(
         f"moe::{type(mod).__name__}", kind,
-        flops={label: tokens * top_k * expert_flops + router_flops + act_flops},
+        flops={label: work["flops"]},
         reads=reads, writes=[tracer.write(out)], dtype=label,
         shapes=[list(hidden_states.shape), list(out.shape)],
-        attrs=Moe(tokens=tokens, num_experts=num_experts, top_k=top_k, expected_experts=unique, hidden=hidden,
-                  intermediate=int(down.shape[-1]), router_flops=router_flops).attrs(),
+        attrs=Moe(tokens=tokens, num_experts=num_experts, top_k=top_k, expected_experts=work["expected_experts"],
+                  hidden=hidden, intermediate=int(down.shape[-1]), router_flops=work["router_flops"]).attrs(),
     )
     return out
 

@@ -12,6 +12,7 @@ one kind's: a quantised kernel of any kind carries it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -175,6 +176,16 @@ class Moe(_Record):
     hidden: int = _key("hidden")
     intermediate: int | None = _opt("intermediate")
     router_flops: float | None = _opt("router_flops")
+
+    def experts_gemm(self) -> Gemm | None:
+        """The experts' work as grouped-GEMM kernels run it: each expert hit multiplies its
+        share of the routed rows by its gate-up (``2I x H``) and down (``H x I``) weights, the
+        FLOPs and weights of one ``rows x 3I x H`` product per expert; None without a width."""
+        if not self.intermediate or not self.expected_experts:
+            return None
+        rows = math.ceil(self.tokens * self.top_k / self.expected_experts - 1e-9)
+        return Gemm(m=max(1, rows), n=3 * int(self.intermediate), k=int(self.hidden),
+                    batch=max(1, round(self.expected_experts)))
 
 
 @dataclass(frozen=True, slots=True)

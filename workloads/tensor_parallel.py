@@ -16,7 +16,8 @@
   else (embeddings, norms, residual adds) is replicated, as in Megatron without
   sequence parallelism.
 * **mixture of experts** (one ``moe`` op): each expert's FFN is split the same way, so
-  expert weights and FLOPs ``/ n`` and an ``all_reduce`` follows.
+  expert weights, FLOPs and its record's ``intermediate`` width ``/ n``, and an ``all_reduce``
+  follows.
 * ``lm_head`` is column-parallel; an ``all_gather`` of the logits follows it.
 * **quantised kernels** (``workloads.quantize``): a dequantise kernel unpacks this
   device's shard of its weight, and the GEMM after it reads that shard's 16-bit copy;
@@ -36,7 +37,7 @@ from dataclasses import replace
 from .errors import WorkloadError
 from .graph import WorkloadGraph
 from .op import GEMM_KINDS, Access, Op
-from .payloads import Collective, payload, quant, store
+from .payloads import Collective, Moe, payload, quant, store
 
 #: module-name suffixes whose weight is split along output features
 COLUMN = frozenset({
@@ -144,8 +145,12 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
             for a in op.reads:
                 if a.role in ("weight", "kv_cache") or a.tensor in sharded or a.tensor in dequantized:
                     a.bytes = _split(a.bytes, n)
-            g = payload(op) if op.kind != "moe" else None  # a MoE op's width is its experts' own
-            if g is not None:
+            g = payload(op)
+            if isinstance(g, Moe):
+                # each expert's FFN splits as a dense one does: the shard holds 1/n of its width
+                if g.intermediate:
+                    store(op, replace(g, intermediate=_split(int(g.intermediate), n)))
+            elif g is not None:
                 store(op, replace(g, k=_split(int(g.k), n)))
             for a in op.writes:
                 sharded.discard(a.tensor)
