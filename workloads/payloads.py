@@ -7,17 +7,21 @@ each field names the attrs key it is stored under, ``payload(op)`` reads an op's
 for its kind (``OpKind.payload`` in ``workloads.kinds``) and ``Record.attrs()`` writes one
 back (``store(op, record)`` into an op's own attrs). The cost model's per-op cache
 signature is ``signature(op)``, so a field added here is in it at once. ``Quant`` is not
-one kind's: a quantised kernel of any kind carries it.
+one kind's: a quantised kernel of any kind carries it. A field whose value, when unstated,
+follows from the op itself says how next to its declaration (``_opt(key, fill)``: a
+collective's bytes are its buffer's), so ``payload`` returns it filled.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields
 from numbers import Real
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .op import Op
 
 
@@ -29,10 +33,12 @@ def _key(name: str) -> Any:
     return field(metadata={"key": name})
 
 
-def _opt(name: str) -> Any:
+def _opt(name: str, fill: Callable[[Op, Any], Any] | None = None) -> Any:
     # None is "not stated": ``attrs()`` leaves it out, so a record written back gives the
-    # attrs a producer stated and no more (the graph JSON is unchanged)
-    return field(default=None, kw_only=True, metadata={"key": name})
+    # attrs a producer stated and no more (the graph JSON is unchanged). ``fill(op, value)``:
+    # the value cost rules read, from the stated one (None when unstated) and the op itself;
+    # a record with such a field exists for every op of its kind
+    return field(default=None, kw_only=True, metadata={"key": name, "fill": fill})
 
 
 _NUMBER = (Real,)
@@ -43,9 +49,13 @@ class _Record:
     """Reading and writing a record's fields from and to ``Op.attrs``."""
 
     __slots__ = ()
-    #: an op carrying none of the record's keys has no payload (a fused kernel named by its
-    #: pattern keeps only the names of its members); False: every op of the kind has one
-    OPTIONAL: ClassVar[bool] = True
+
+    @classmethod
+    def optional(cls) -> bool:
+        """True: an op carrying none of the record's keys has no payload (a fused kernel named
+        by its pattern keeps only the names of its members). False where a field fills from
+        the op: then every op of the kind has one."""
+        return not any(f.metadata.get("fill") for f in fields(cls))  # type: ignore[arg-type]
 
     @classmethod
     def read(cls, op: Op) -> Any:
@@ -64,15 +74,14 @@ class _Record:
             if not isinstance(v, want):
                 raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}): attrs[{key!r}] = {v!r} is not {f.type}")
             values[f.name] = v
-        if not values and cls.OPTIONAL:
+        if not values and cls.optional():
             return None
         if missing:
             raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}) lacks attrs {missing} of its {cls.__name__} payload")
-        return cls(**values).resolved(op)
-
-    def resolved(self, op: Op) -> Any:
-        """The record with what its attrs leave unstated taken from the op itself."""
-        return self
+        for f in fields(cls):  # type: ignore[arg-type]
+            if (fill := f.metadata.get("fill")) is not None:
+                values[f.name] = fill(op, values.get(f.name))
+        return cls(**values)
 
     def attrs(self) -> dict[str, Any]:
         """The attrs keys of the fields stated: what ``read`` reads back."""
@@ -118,26 +127,19 @@ class Collective(_Record):
 
     #: ``all_reduce``, ``all_gather``, ``all_to_all``, ... (``hw_models.physics.collective_kind``);
     #: unstated: the op name's last part (``c10d::all_reduce``)
-    kind: str | None = _opt("collective")
+    kind: str | None = _opt("collective", lambda op, v: v if v is not None else (op.name.split("::")[-1] or None))
     #: ranks in the group; unstated: 1 (nothing to exchange)
-    n_ranks: int | None = _opt("n")
+    n_ranks: int | None = _opt("n", lambda op, v: int(v or 1))
     #: the message in bytes as ``physics.collective_terms`` counts it (all_reduce: the buffer;
     #: all_gather: the gathered output; all_to_all: what one rank sends in all); unstated: the
     #: op's read bytes, else its written bytes
-    bytes: float | None = _opt("bytes")
+    bytes: float | None = _opt("bytes", lambda op, v: float(v or op.bytes_read or op.bytes_written))
     #: ``eager`` (unstated; each rank launches it on its own, so the ranks skew) or ``graph``
     #: (CUDA graphs keep the ranks in lockstep)
-    launch: str | None = _opt("launch")
+    launch: str | None = _opt("launch", lambda op, v: v or "eager")
     #: an all_reduce a serving engine may run with its one-shot custom kernel (where the
     #: interconnect states ``custom_allreduce_latency``); unstated: False
-    custom: bool | None = _opt("custom")
-
-    OPTIONAL: ClassVar[bool] = False
-
-    def resolved(self, op: Op) -> Collective:
-        kind = self.kind if self.kind is not None else (op.name.split("::")[-1] or None)
-        return replace(self, kind=kind, n_ranks=int(self.n_ranks or 1), launch=self.launch or "eager",
-                       bytes=float(self.bytes or op.bytes_read or op.bytes_written), custom=bool(self.custom))
+    custom: bool | None = _opt("custom", lambda op, v: bool(v))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,17 +152,12 @@ class Transfer(_Record):
     #: ``h2d`` (unstated: from the tier into device memory) or ``d2h``
     direction: str | None = _opt("direction")
     #: bytes copied; unstated: the larger of the op's read and written bytes
-    bytes: float | None = _opt("bytes")
+    bytes: float | None = _opt("bytes", lambda op, v: float(v or max(op.bytes_read, op.bytes_written)))
     #: where the copy reads, with ``tier`` unstated: a tier (then it is ``h2d``) or device
     #: memory (``device`` or the device's main memory name)
     src: str | None = _opt("src")
     #: where it writes, likewise (a tier: ``d2h``)
     dst: str | None = _opt("dst")
-
-    OPTIONAL: ClassVar[bool] = False
-
-    def resolved(self, op: Op) -> Transfer:
-        return replace(self, bytes=float(self.bytes or max(op.bytes_read, op.bytes_written)))
 
 
 @dataclass(frozen=True, slots=True)

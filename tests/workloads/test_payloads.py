@@ -44,7 +44,7 @@ def test_every_traced_op_reads_as_its_kinds_payload(name):
     for op in g.ops:
         cls = kinds.REGISTRY[op.kind].payload
         p = payload(op)
-        assert p is None if cls is None else isinstance(p, cls) or (p is None and cls.OPTIONAL), op
+        assert p is None if cls is None else isinstance(p, cls) or (p is None and cls.optional()), op
         seen.add(type(p))
         q = quant(op)
         assert q is None or isinstance(q, Quant)
