@@ -86,6 +86,21 @@ MODES: dict[tuple[str, str], tuple[str, str]] = {
     ("deepseek-internal", "*"): ("serving", "graph"),
 }
 
+#: engine -> its CPU seconds per step outside the kernels (``ENGINES`` file, fitted by
+#: ``validation.engine_fit`` on the engine's training cases); engines not listed add none
+ENGINES = CASES.with_name("engines.yaml")
+
+
+def engine_steps(path: str | Path = ENGINES) -> dict[str, float]:
+    """Each listed engine's per-step CPU time in seconds (``ENGINES``)."""
+    import yaml
+
+    from hw_models.quantity import Seconds
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return {engine: Seconds(**entry["step_overhead"]).value for engine, entry in data.items()}
+
+
 #: published model ids -> roofsim zoo ids (architecture twins share an id)
 MODELS = {
     "meta-llama/Llama-2-7b-hf": "llama-2-7b", "meta-llama/Llama-2-7b-chat-hf": "llama-2-7b",
@@ -158,9 +173,10 @@ def system_of(hw: str, calibrated: bool) -> str | None:
 
 
 def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = None,
-                 systems: dict[str, Any] | None = None) -> Prediction:
+                 systems: dict[str, Any] | None = None, engines: dict[str, float] | None = None) -> Prediction:
     """The figure ``row`` states, predicted; ``Prediction.note`` says why not where it cannot be.
-    ``systems`` replaces catalog systems by id with given specs (a fit's candidates)."""
+    ``systems`` replaces catalog systems by id with given specs (a fit's candidates);
+    ``engines`` the engines' per-step CPU seconds (default: ``engine_steps()``)."""
     from simulator import simulate
     from workloads import build
 
@@ -190,6 +206,8 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
     metric = str(row["metric"])
     dtype = str(precision)
     rate = metric.endswith("_per_s")
+    # the engine's scheduler and sampler run between steps, while the GPU waits
+    overhead = (engine_steps() if engines is None else engines).get(str(row["engine"]), 0.0)
 
     def step(phase: str, length: int) -> float:
         key = (model, hw, phase, b, length, dtype, fusion, launch, tp)
@@ -198,11 +216,11 @@ def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = N
                 warnings.simplefilter("ignore")
                 g = build(model, phase=phase, batch=b, context=length, prompt=length, dtype=dtype, fusion=fusion)
                 cache[key] = float(simulate(g, (systems or {}).get(hw, hw), launch=launch, tp=tp).step_time_s)
-        return cache[key]
+        return cache[key] + overhead
 
     if pp > 1 or ep > 1:
         try:
-            step = _scaled_step(model, hw, b, dtype, fusion, launch, tp, pp, ep, rate, cache)
+            step = _scaled_step(model, hw, b, dtype, fusion, launch, tp, pp, ep, rate, cache, overhead)
             b = step.batch
         except Exception as e:
             if not getattr(e, "user_facing", False):
@@ -251,7 +269,7 @@ def nodes_for(hw: str, tp: int, pp: int, ep: int) -> int:
 
 
 def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: str, tp: int, pp: int, ep: int,
-                 rate: bool, cache: dict):
+                 rate: bool, cache: dict, overhead: float = 0.0):
     """``step(phase, length)`` of a pipeline- or expert-parallel case (module doc)."""
     from hw_models.catalog import load
     from simulator.layout import with_nodes
@@ -271,7 +289,7 @@ def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: s
                 g = build(model, phase=phase, batch=micro, context=length, prompt=length, dtype=dtype, fusion=fusion)
                 res = simulate_scaled(g, system, tp=tp, pp=pp, ep=ep, microbatches=M, launch=launch)
                 cache[key] = float(res.totals["steady_step_s"] if rate else res.step_time_s)
-        return cache[key]
+        return cache[key] + overhead
 
     # the figures divide by the batch the formulas use: the whole layout's sequences
     step.batch = per_rank * ep  # type: ignore[attr-defined]
@@ -279,13 +297,14 @@ def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: s
 
 
 def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True,
-                systems: dict[str, Any] | None = None) -> pd.DataFrame:
+                systems: dict[str, Any] | None = None, engines: dict[str, float] | None = None) -> pd.DataFrame:
     """Every case with ``predicted``, ``measured`` (base units), ``error`` (predicted/measured - 1), ``note``."""
     df = load_cases() if df is None else df
+    engines = engine_steps() if engines is None else engines
     cache: dict = {}
     rows = []
     for _, r in df.iterrows():
-        p = predict_case(r, calibrated, cache, systems)
+        p = predict_case(r, calibrated, cache, systems, engines)
         measured = _to_base(float(r["value"]), r["unit"], str(r["metric"]))
         per_gpu = "per gpu" in str(r["unit"]).lower()
         tp, pp, ep = (int(_num(r[k]) or 1) for k in ("tp", "pp", "ep"))
