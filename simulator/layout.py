@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from hw_models import physics
 from hw_models.resource_id import ResourceId
+from workloads.payloads import payload
 
 
 class ScaleOutError(ValueError):
@@ -87,9 +88,13 @@ def collective_cost(op, system, lay: Layout, base):
     demands (``interconnect.0``, ``network.0``); ``base`` (the single-node cost) otherwise."""
     from .costmodel import Demand, OpCost
 
-    a = op.attrs
-    n = int(a.get("n") or 1)
-    if a.get("ep"):
+    c = payload(op)
+    # this reader's own defaults where a field is unstated: the message is the op's read bytes
+    # alone (the record falls back to its written bytes) and the kind all_reduce (the record
+    # takes the op name's last part)
+    said = payload(op, fill=False)
+    n = c.n_ranks
+    if op.attrs.get("ep"):
         # an EP group is every tp-th rank of the stage's tp x ep block: it spans the block's nodes
         nn = lay.span(lay.tp * lay.ep)[1]
         g = max(1, n // nn)
@@ -97,9 +102,9 @@ def collective_cost(op, system, lay: Layout, base):
         g, nn = lay.span(n)
     if nn <= 1 or system.network is None:
         return base
-    size = float(a.get("bytes") or op.bytes_read)
+    size = float(said.bytes or op.bytes_read)
     ic, net = system.interconnect, system.network
-    r = physics.hierarchical_collective(a.get("collective") or "all_reduce", size, g, nn,
+    r = physics.hierarchical_collective(said.kind or "all_reduce", size, g, nn,
                                         (_rate(ic, size), ic.latency.value), (_rate(net, size / g), net.latency.value))
     call = max(net.collective_latency.value if net.collective_latency else 0.0, ic.collective_latency.value)
     dems = []
@@ -112,7 +117,7 @@ def collective_cost(op, system, lay: Layout, base):
                            net.bandwidth.value))
     body = r["time_s"]
     fixed = call + body - max((d.time_s for d in dems), default=0.0)
-    a["levels"] = {"interconnect": (r["intra_bytes"], r["intra_s"]), "network": (r["inter_bytes"], r["inter_s"])}
+    op.attrs["levels"] = {"interconnect": (r["intra_bytes"], r["intra_s"]), "network": (r["inter_bytes"], r["inter_s"])}
     bound = str((net_port if r["inter_s"] >= r["intra_s"] else ic_port).bound)
     return OpCost(base.op_id, 0.0, dems, fixed, 0.0, 0.0, call + body, bound, body, False, 0.0, size, 1, "")
 

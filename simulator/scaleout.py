@@ -52,6 +52,7 @@ import numpy as np
 import yaml
 
 from hw_models import physics
+from workloads.payloads import payload
 
 from .layout import Layout, ScaleOutError, cost_fn, layout, link_time, with_nodes
 from .pipeline import balance, schedule, stage_graphs, stage_memory
@@ -318,10 +319,12 @@ def _links(results, stages, lay: Layout, M: int, send_bytes: float, send_s: list
                     acc[LEVELS[k]][0] += b
                     acc[LEVELS[k]][1] += t
             else:
-                kind = physics.collective_kind(op.attrs.get("collective") or "all_reduce")
-                n = int(op.attrs.get("n") or 1)
-                traffic, _ = physics.collective_terms(kind, n, "ring")
-                acc[LEVELS["interconnect"]][0] += traffic * float(op.attrs.get("bytes") or 0.0)
+                # this reader's own defaults where a field is unstated: kind all_reduce (the
+                # record takes the op name's last part) and no bytes (the record: the op's)
+                said = payload(op, fill=False)
+                kind = physics.collective_kind(said.kind or "all_reduce")
+                traffic, _ = physics.collective_terms(kind, payload(op).n_ranks, "ring")
+                acc[LEVELS["interconnect"]][0] += traffic * float(said.bytes or 0.0)
                 acc[LEVELS["interconnect"]][1] += float(dur[i])
         if s < len(results) - 1:
             lv = LEVELS[lay.p2p_level(s)]
