@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from workloads.payloads import payload
+
 from .layout import ScaleOutError
 
 
@@ -103,14 +105,15 @@ def resident_weight_bytes(graph) -> float:
     best: dict[str, float] = {}
     cfg = graph.meta.get("config") or {}
     for op in graph.ops:
-        a = op.attrs
+        moe = payload(op) if op.kind == "moe" else None
         for acc in op.reads:
             if acc.role != "weight":
                 continue
             b = float(acc.bytes)
-            if op.kind == "moe" and "experts" in acc.tensor and a.get("expected_experts"):
-                held = float(a.get("local_experts") or a["num_experts"])
-                b *= held / float(a["expected_experts"])
+            if moe is not None and "experts" in acc.tensor and moe.expected_experts:
+                # an EP shard's experts (expert_parallel) are no Moe field
+                held = float(op.attrs.get("local_experts") or moe.num_experts)
+                b *= held / float(moe.expected_experts)
             elif op.kind == "gather" and cfg.get("vocab") and cfg.get("hidden") and "embed" in acc.tensor:
                 rows = max(1.0, b / (cfg["hidden"] * _elem_of(op)))
                 b *= cfg["vocab"] / rows

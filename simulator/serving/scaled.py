@@ -96,8 +96,8 @@ class ScaledStepModel(StepModel):
     def _expert_bytes(self) -> float:
         """Bytes of every routed expert of the whole model (all MoE layers)."""
         op = self._moe()
-        a = op.attrs
-        per_layer = sum(x.bytes for x in op.reads if "experts" in x.tensor) * a["num_experts"] / a["expected_experts"]
+        m = payload(op)
+        per_layer = sum(x.bytes for x in op.reads if "experts" in x.tensor) * m.num_experts / m.expected_experts
         from workloads.truncated import llm_config
         from workloads.zoo import _first_alike
 
