@@ -76,12 +76,12 @@ def absorb(ops: list[Op], cfg: Any) -> list[Op]:
 
 
 def _absorbed(kvb: Op, sdpa: Op, caches: dict[str, int], r: int, d_rope: int, d_nope: int, d_v: int) -> list[Op]:
-    a = sdpa.attrs
-    h, skv = int(a["h"]), int(a["skv"])
+    att = payload(sdpa)
+    h, skv = int(att.h), int(att.skv)
     q_read = sdpa.reads[0]
     elem = _ELEM.get(sdpa.dtype, 2)
     tokens = q_read.bytes // (elem * h * (d_nope + d_rope))
-    batch = max(1, tokens // max(1, int(a.get("sq") or 1)))
+    batch = max(1, tokens // max(1, int(att.sq or 1)))
     w = next(x for x in kvb.reads if x.role == "weight")
     wk, wv = w.bytes * d_nope // (d_nope + d_v), w.bytes * d_v // (d_nope + d_v)
     dt = kvb.dtype
@@ -96,16 +96,16 @@ def _absorbed(kvb: Op, sdpa: Op, caches: dict[str, int], r: int, d_rope: int, d_
                writes=[q_lat], launches=1, module=kvb.module,
                attrs={**Gemm(m=tokens, n=r, k=d_nope, batch=h).attrs(), "mla": "q_absorb"},
                device=kvb.device, stream=kvb.stream)
-    att = Op(id=0, name="mla::latent_attention", kind="attention", dtype=sdpa.dtype,
-             flops={alabel: 2.0 * batch * h * int(a.get("sq") or 1) * skv * (2 * r + d_rope)},
-             reads=[q_lat, *[Access(t, b, "kv_cache") for t, b in caches.items()]],
-             writes=[o_lat], launches=1, module=sdpa.module,
-             attrs={**a, **replace(payload(sdpa), kv_heads=1).attrs(), "head_dim": r + d_rope, "mla": "latent"},
-             device=sdpa.device, stream=sdpa.stream)
+    latent = Op(id=0, name="mla::latent_attention", kind="attention", dtype=sdpa.dtype,
+                flops={alabel: 2.0 * batch * h * int(att.sq or 1) * skv * (2 * r + d_rope)},
+                reads=[q_lat, *[Access(t, b, "kv_cache") for t, b in caches.items()]],
+                writes=[o_lat], launches=1, module=sdpa.module,
+                attrs={**sdpa.attrs, **replace(att, kv_heads=1).attrs(), "head_dim": r + d_rope, "mla": "latent"},
+                device=sdpa.device, stream=sdpa.stream)
     v_abs = Op(id=0, name="mla::v_absorb", kind="matmul", dtype=dt,
                flops={label: 2.0 * tokens * h * r * d_v},
                reads=[o_lat, Access(w.tensor + "#uv", wv, "weight")],
                writes=[Access(x.tensor, x.bytes, x.role) for x in sdpa.writes], launches=1, module=kvb.module,
                attrs={**Gemm(m=tokens, n=d_v, k=r, batch=h).attrs(), "mla": "v_absorb"},
                device=kvb.device, stream=kvb.stream)
-    return [q_abs, att, v_abs]
+    return [q_abs, latent, v_abs]
