@@ -394,7 +394,7 @@ def chunk_graph(graph, prefix: int):
         skv0 = int(att.skv)
         skv = int(prefix) + c
         pairs = c * int(prefix) + c * (c + 1) / 2.0
-        full = attention_flops({**op.attrs, "skv": skv})
+        full = attention_flops(replace(att, skv=skv))
         flops = {k: full * pairs / (c * skv) for k in op.flops}
         a = {**op.attrs, **replace(att, skv=skv, causal=False).attrs(), "prefix": int(prefix)}
         reads = []

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import TYPE_CHECKING
 
 from . import kinds
+
+if TYPE_CHECKING:
+    from .payloads import Attention
 
 
 @dataclass(frozen=True)
@@ -181,11 +185,11 @@ def attention_attrs(q: list[int], k: list[int], v: list[int]) -> dict[str, int]:
     return {"b": b, "h": q[-3], "sq": q[-2], "skv": k[-2], "d": q[-1], "dv": v[-1], "kv_heads": k[-3]}
 
 
-def attention_flops(a: dict[str, int]) -> float:
+def attention_flops(a: Attention) -> float:
     """QK^T and PV: 2*b*h*sq*skv*d each (4*b*h*sq*skv*d with d == dv). Causal masking is
-    not subtracted: the dense count is what an unmasked kernel does; ``attrs['causal']``
-    lets a cost model halve it for kernels that skip masked tiles."""
-    return 2.0 * a["b"] * a["h"] * a["sq"] * a["skv"] * (a["d"] + a["dv"])
+    not subtracted: the dense count is what an unmasked kernel does; ``a.causal`` lets a
+    cost model halve it for kernels that skip masked tiles."""
+    return 2.0 * a.b * a.h * a.sq * a.skv * (a.d + a.dv)  # type: ignore[operator]
 
 
 def conv_flops(inp: list[int], weight: list[int], out: list[int], groups: int) -> float:

@@ -217,12 +217,13 @@ class Tracer:
         p.update(kwargs)
         q, k, v = p["query"], p["key"], p["value"]
         mask = p.get("attn_mask")
-        a = Attention(**rules.attention_attrs(list(q.shape), list(k.shape), list(v.shape)),
-                      causal=bool(p.get("is_causal", False)), mask=isinstance(mask, torch.Tensor)).attrs()
+        att = Attention(**rules.attention_attrs(list(q.shape), list(k.shape), list(v.shape)),
+                        causal=bool(p.get("is_causal", False)), mask=isinstance(mask, torch.Tensor))
+        a = att.attrs()
         ins = [q, k, v] + ([mask] if a["mask"] else [])
         reads = [self.read(t, "attention") for t in ins]
         self.emit("aten::scaled_dot_product_attention", "attention",
-                  flops={self.flops_label("attention", q.dtype): rules.attention_flops(a)},
+                  flops={self.flops_label("attention", q.dtype): rules.attention_flops(att)},
                   reads=reads, writes=[self.write(out)], shapes=[list(t.shape) for t in ins + [out]],
                   attrs=a, dtype=dtype_label(q.dtype))
 
