@@ -30,7 +30,7 @@ from .engine import LAUNCH_MODES, WRITEBACK, EnginePlan, PerOp, Timeline, build_
 from .fastpath import run_fast
 from .params import compute_unit, unit_label
 from .resources import NO_RESOURCE
-from .result import SimResult, category, resource_category
+from .result import SimResult, category, quant_columns, resource_category
 
 __all__ = ["simulate", "simulate_point", "SimResult", "SimulationError"]
 
@@ -329,6 +329,7 @@ def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeli
         else:
             resource.append(_unit_id(ops[i].device, terms[i]))
     lanes = eplan.lanes
+    qcols = [quant_columns(op) for op in ops]
     return pd.DataFrame({
         "id": [op.id for op in ops],
         "name": [op.name for op in ops],
@@ -352,8 +353,8 @@ def _ops_table(ga, group_of, reps, terms, unknown, eplan: EnginePlan, tl: Timeli
         "launches": [op.launches for op in ops],
         "unknown": [bool(u) for u in unknown],
         # the quantised kernel family an op belongs to and its part in it (workloads.quantize)
-        "quant": [str(op.attrs.get("quant") or "") for op in ops],
-        "quant_path": [str(op.attrs.get("quant_path") or "") for op in ops],
+        "quant": [q[0] for q in qcols],
+        "quant_path": [q[1] for q in qcols],
     })
 
 

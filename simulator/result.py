@@ -32,6 +32,7 @@ import pandas as pd
 
 from hw_models.resource_id import BoundLabel, parse, parse_bound
 from workloads import kinds
+from workloads.payloads import quant
 
 #: significant digits kept in JSON: far below any physical precision, far above float noise
 JSON_DIGITS = 12
@@ -56,6 +57,13 @@ def category(bound: str, kind: str = "") -> str:
 def resource_category(resource: str) -> str:
     """Shared resource id -> the binding term its contention counts as."""
     return parse(resource).contention_term
+
+
+def quant_columns(op) -> tuple[str, str]:
+    """The ``quant`` and ``quant_path`` columns: which quantised kernel family ran the op and
+    its part in it (``workloads.quantize``), "" for a dense op."""
+    q = quant(op)
+    return (q.family or "", q.path or "") if q is not None else ("", "")
 
 
 def _round(x: Any) -> Any:

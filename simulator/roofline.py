@@ -15,6 +15,7 @@ import pandas as pd
 
 from .costmodel import graph_costs
 from .placement import Placement
+from .result import quant_columns
 
 COLUMNS = [
     "id", "name", "kind", "module", "dtype", "flops", "bytes", "intensity", "time_s", "roofline_s",
@@ -31,8 +32,7 @@ def analyze(graph, system, placement: Placement | None = None) -> pd.DataFrame:
         rows.append((op.id, op.name, op.kind, op.module, op.dtype, op.total_flops,
                      float(op.bytes), c.time_s, c.roofline_s, c.bound, c.compute_s, c.memory_s, c.fixed_s,
                      c.atomic_s, c.pim_s, c.launches, c.unit, c.unknown,
-                     # which quantised kernel family ran the op, and its part in it (workloads.quantize)
-                     str(op.attrs.get("quant") or ""), str(op.attrs.get("quant_path") or "")))
+                     *quant_columns(op)))
     cols = [c for c in COLUMNS if c not in ("intensity", "share")]
     df = pd.DataFrame(rows, columns=cols)
     with np.errstate(divide="ignore", invalid="ignore"):
