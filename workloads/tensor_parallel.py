@@ -116,7 +116,8 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
         suf = _suffix(op.module)
         after: list[Op] = []
         scale_flops = False
-        if op.attrs.get("quant_path") == "dequantize":
+        q = quant(op)
+        if q is not None and q.path == "dequantize":
             # a dequantise kernel unpacks this device's shard of the weight only
             mode = "weight"
             scale_flops = True
