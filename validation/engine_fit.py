@@ -15,17 +15,11 @@ hand, with the command and the cases named in its ``source``.
 
 from __future__ import annotations
 
-import argparse
-import math
-
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
+from .case_fit import fit_seconds, main_for
 from .published import engine_steps, load_cases, predict_all
-
-#: fewer training cases than this and an engine is not fitted
-MIN_TRAIN = 3
 
 
 def engine_cases(engine: str) -> pd.DataFrame:
@@ -43,37 +37,13 @@ def errors(cases: pd.DataFrame, engine: str, seconds: float) -> pd.DataFrame:
 
 
 def fit_engine(engine: str, lo: float = 1e-5, hi: float = 2e-2) -> dict:
-    cases = engine_cases(engine)
-    train = cases[cases["split"] == "train"]
-    if len(train) < MIN_TRAIN:
-        raise ValueError(f"{engine}: only {len(train)} training cases roofsim predicts; need {MIN_TRAIN}")
-
-    def loss(log_s: float) -> float:
-        e = errors(train, engine, math.exp(log_s))["error"].to_numpy(float)
-        return float(np.median(np.abs(np.log1p(e))))
-
-    res = minimize_scalar(loss, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 0.01})
-    best = math.exp(res.x)
-    before, after = errors(cases, engine, 0.0), errors(cases, engine, best)
-    return {"engine": engine, "fitted_s": best, "train_cases": list(train["case_id"]),
-            "before": before.set_index("case_id")[["split", "error"]], "after": after.set_index("case_id")[["split", "error"]]}
+    return {"engine": engine, **fit_seconds(engine_cases(engine), lambda c, s: errors(c, engine, s), 0.0, lo, hi, engine)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--engine", required=True, help="an engine of the published set (its `engine` column), e.g. vllm")
-    args = p.parse_args(argv)
-    try:
-        r = fit_engine(args.engine)
-    except ValueError as e:
-        print(f"roofsim: error: {e}")
-        return 2
-    print(f"{args.engine}: CPU time per step outside the kernels {r['fitted_s'] * 1e3:.3f} ms "
-          f"(fitted on {len(r['train_cases'])} training cases)")
-    t = r["before"].join(r["after"]["error"].rename("after")).rename(columns={"error": "before"})
-    for cid, row in t.iterrows():
-        print(f"  {cid:60s} {row['split']:8s} {100 * row['before']:+6.1f}% -> {100 * row['after']:+6.1f}%")
-    return 0
+    return main_for(argv, __doc__, "engine", "an engine of the published set (its `engine` column), e.g. vllm",
+                    fit_engine, lambda name, r: f"{name}: CPU time per step outside the kernels "
+                    f"{r['fitted_s'] * 1e3:.3f} ms (fitted on {len(r['train_cases'])} training cases)")
 
 
 if __name__ == "__main__":

@@ -15,16 +15,13 @@ host's catalog file by hand, with the command and the cases named in its ``sourc
 
 from __future__ import annotations
 
-import argparse
-import math
-
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
 
 from hw_models.catalog import load
 from hw_models.quantity import Seconds
 
+from .case_fit import fit_seconds, main_for
 from .published import load_cases, mode_of, predict_all, system_of
 
 #: the engine mode whose host cost is the model-code dispatch
@@ -51,34 +48,15 @@ def errors(cases: pd.DataFrame, system_id: str, seconds: float) -> pd.DataFrame:
 
 
 def fit_dispatch(system_id: str, lo: float = 2e-6, hi: float = 80e-6) -> dict:
-    cases = eager_cases(system_id)
-    train = cases[cases["split"] == "train"]
-    if len(train) < 3:
-        raise ValueError(f"{system_id}: only {len(train)} eager training cases; need 3")
-
-    def loss(log_s: float) -> float:
-        e = errors(train, system_id, math.exp(log_s))["error"].to_numpy(float)
-        return float(np.median(np.abs(np.log1p(e))))
-
-    res = minimize_scalar(loss, bounds=(math.log(lo), math.log(hi)), method="bounded", options={"xatol": 0.01})
-    best = math.exp(res.x)
     base = load(system_id).host.dispatch_overhead.value
-    before, after = errors(cases, system_id, base), errors(cases, system_id, best)
-    return {"system": system_id, "base_s": base, "fitted_s": best, "train_cases": list(train["case_id"]),
-            "before": before.set_index("case_id")[["split", "error"]], "after": after.set_index("case_id")[["split", "error"]]}
+    r = fit_seconds(eager_cases(system_id), lambda c, s: errors(c, system_id, s), base, lo, hi, f"{system_id} (eager)")
+    return {"system": system_id, **r}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--system", required=True, help="a catalog system with published eager cases")
-    args = p.parse_args(argv)
-    r = fit_dispatch(args.system)
-    print(f"{args.system}: dispatch_overhead {r['base_s'] * 1e6:.1f} us -> {r['fitted_s'] * 1e6:.1f} us "
-          f"(fitted on {len(r['train_cases'])} training cases)")
-    t = r["before"].join(r["after"]["error"].rename("after")).rename(columns={"error": "before"})
-    for cid, row in t.iterrows():
-        print(f"  {cid:60s} {row['split']:8s} {100 * row['before']:+6.1f}% -> {100 * row['after']:+6.1f}%")
-    return 0
+    return main_for(argv, __doc__, "system", "a catalog system with published eager cases", fit_dispatch,
+                    lambda name, r: f"{name}: dispatch_overhead {r['base_s'] * 1e6:.1f} us -> "
+                    f"{r['fitted_s'] * 1e6:.1f} us (fitted on {len(r['train_cases'])} training cases)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from validation.engine_fit import MIN_TRAIN, engine_cases, errors, fit_engine, main
+from validation.case_fit import MIN_TRAIN
+from validation.engine_fit import engine_cases, errors, fit_engine, main
 from validation.published import engine_steps, predict_case
 
 
