@@ -88,11 +88,8 @@ def collective_cost(op, system, lay: Layout, base):
     demands (``interconnect.0``, ``network.0``); ``base`` (the single-node cost) otherwise."""
     from .costmodel import Demand, OpCost
 
+    # the kind and message the single-node cost model prices (the record's fills)
     c = payload(op)
-    # this reader's own defaults where a field is unstated: the message is the op's read bytes
-    # alone (the record falls back to its written bytes) and the kind all_reduce (the record
-    # takes the op name's last part)
-    said = payload(op, fill=False)
     n = c.n_ranks
     if op.attrs.get("ep"):
         # an EP group is every tp-th rank of the stage's tp x ep block: it spans the block's nodes
@@ -102,9 +99,9 @@ def collective_cost(op, system, lay: Layout, base):
         g, nn = lay.span(n)
     if nn <= 1 or system.network is None:
         return base
-    size = float(said.bytes or op.bytes_read)
+    size = float(c.bytes)
     ic, net = system.interconnect, system.network
-    r = physics.hierarchical_collective(said.kind or "all_reduce", size, g, nn,
+    r = physics.hierarchical_collective(c.kind, size, g, nn,
                                         (_rate(ic, size), ic.latency.value), (_rate(net, size / g), net.latency.value))
     call = max(net.collective_latency.value if net.collective_latency else 0.0, ic.collective_latency.value)
     dems = []

@@ -319,12 +319,10 @@ def _links(results, stages, lay: Layout, M: int, send_bytes: float, send_s: list
                     acc[LEVELS[k]][0] += b
                     acc[LEVELS[k]][1] += t
             else:
-                # this reader's own defaults where a field is unstated: kind all_reduce (the
-                # record takes the op name's last part) and no bytes (the record: the op's)
-                said = payload(op, fill=False)
-                kind = physics.collective_kind(said.kind or "all_reduce")
-                traffic, _ = physics.collective_terms(kind, payload(op).n_ranks, "ring")
-                acc[LEVELS["interconnect"]][0] += traffic * float(said.bytes or 0.0)
+                # the kind and message the cost model priced (the record's fills)
+                c = payload(op)
+                traffic, _ = physics.collective_terms(c.kind, c.n_ranks, "ring")
+                acc[LEVELS["interconnect"]][0] += traffic * float(c.bytes)
                 acc[LEVELS["interconnect"]][1] += float(dur[i])
         if s < len(results) - 1:
             lv = LEVELS[lay.p2p_level(s)]

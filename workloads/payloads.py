@@ -58,9 +58,9 @@ class _Record:
         return not any(f.metadata.get("fill") for f in fields(cls))  # type: ignore[arg-type]
 
     @classmethod
-    def read(cls, op: Op, fill: bool = True) -> Any:
-        """The record ``op.attrs`` state; ``fill``: unstated fields filled from the op, as each
-        field's ``_opt(key, fill)`` says (else None)."""
+    def read(cls, op: Op) -> Any:
+        """The record ``op.attrs`` state, unstated fields filled from the op as each field's
+        ``_opt(key, fill)`` says."""
         a = op.attrs
         values: dict[str, Any] = {}
         missing: list[str] = []
@@ -81,7 +81,7 @@ class _Record:
         if missing:
             raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}) lacks attrs {missing} of its {cls.__name__} payload")
         for f in fields(cls):  # type: ignore[arg-type]
-            if fill and (rule := f.metadata.get("fill")) is not None:
+            if (rule := f.metadata.get("fill")) is not None:
                 values[f.name] = rule(op, values.get(f.name))
         return cls(**values)
 
@@ -196,7 +196,7 @@ class Scatter(_Record):
     distinct_targets: int = 0
 
     @classmethod
-    def read(cls, op: Op, fill: bool = True) -> Scatter:
+    def read(cls, op: Op) -> Scatter:
         return cls(op.updates, op.distinct_targets)
 
     def attrs(self) -> dict[str, Any]:
@@ -217,15 +217,13 @@ class Quant(_Record):
     math: str | None = _opt("math")
 
 
-def payload(op: Op, fill: bool = True) -> Any:
+def payload(op: Op) -> Any:
     """The typed record of ``op``'s kind (None where its kind has none or the op carries none
-    of its keys); a ``PayloadError`` for an op whose attrs do not make one. ``fill=False``:
-    the record as the attrs state it, an unstated field None (for a reader whose own default
-    is not the field's fill)."""
+    of its keys); a ``PayloadError`` for an op whose attrs do not make one."""
     from .kinds import REGISTRY  # here, not above: the registry imports the record types
 
     cls = REGISTRY[op.kind].payload
-    return cls.read(op, fill) if cls is not None else None
+    return cls.read(op) if cls is not None else None
 
 
 def quant(op: Op) -> Quant | None:

@@ -166,3 +166,25 @@ def test_resident_weights_of_a_moe_count_every_held_expert():
     assert w == pytest.approx(g.meta["config"]["params"] * 2, rel=0.01)
     w2 = resident_weight_bytes(shard(g, 2))
     assert w2 < w
+
+
+def test_a_cross_node_collective_without_attrs_is_priced_as_its_name_and_buffers_say():
+    # a traced collective that states nothing: the single-node cost model reads its kind from
+    # its name and its message from its buffers; the cross-node pricing reads the same
+    from hw_models import physics
+    from simulator.costmodel import op_cost
+    from simulator.layout import Layout, collective_cost
+    from workloads.op import Access, Op
+
+    system = with_nodes(load("h100-sxm"), 2)
+    nbytes = 1 << 20
+    op = Op(0, "c10d::all_gather", "collective", "bf16", reads=[Access("x", nbytes, "activation")],
+            writes=[Access("y", nbytes, "activation")], attrs={"n": 16})
+    lay = Layout(tp=16, nodes=2, per_node=system.num_devices)
+    c = collective_cost(op, system, lay, op_cost(op, system))
+    ic, net = system.interconnect, system.network
+    rate = lambda link, b: link.bandwidth.value * link.efficiency(max(b, 1.0))  # noqa: E731
+    want = physics.hierarchical_collective("all_gather", nbytes, 8, 2, (rate(ic, nbytes), ic.latency.value),
+                                           (rate(net, nbytes / 8), net.latency.value))
+    assert c.bytes == nbytes
+    assert op.attrs["levels"]["network"][0] == pytest.approx(want["inter_bytes"])
