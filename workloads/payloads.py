@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from numbers import Real
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,14 @@ _NUMBER = (Real,)
 _TYPES = {"int": _NUMBER, "float": _NUMBER, "bool": (bool,), "str": (str,)}
 
 
+@cache
+def _layout(cls: type) -> tuple[tuple[str, str, tuple, bool, Any], ...]:
+    """Per field of a record class, once: (name, attrs key, the types its value may have,
+    required, fill); annotations are strings here (``from __future__ import annotations``)."""
+    return tuple((f.name, f.metadata["key"], _TYPES[str(f.type).split(" ")[0]], f.default is MISSING,
+                  f.metadata.get("fill")) for f in fields(cls))  # type: ignore[arg-type]
+
+
 class _Record:
     """Reading and writing a record's fields from and to ``Op.attrs``."""
 
@@ -55,7 +64,7 @@ class _Record:
         """True: an op carrying none of the record's keys has no payload (a fused kernel named
         by its pattern keeps only the names of its members). False where a field fills from
         the op: then every op of the kind has one."""
-        return not any(f.metadata.get("fill") for f in fields(cls))  # type: ignore[arg-type]
+        return not any(fill for *_, fill in _layout(cls))
 
     @classmethod
     def read(cls, op: Op) -> Any:
@@ -64,25 +73,24 @@ class _Record:
         a = op.attrs
         values: dict[str, Any] = {}
         missing: list[str] = []
-        for f in fields(cls):  # type: ignore[arg-type]
-            key = f.metadata["key"]
-            if key not in a or a[key] is None:
-                if f.default is MISSING:
+        layout = _layout(cls)
+        for name, key, want, required, _ in layout:
+            v = a.get(key)
+            if v is None:
+                if required:
                     missing.append(key)
                 continue
-            v = a[key]
-            # annotations are strings here (``from __future__ import annotations``)
-            want = _TYPES[str(f.type).split(" ")[0]]
             if not isinstance(v, want):
-                raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}): attrs[{key!r}] = {v!r} is not {f.type}")
-            values[f.name] = v
+                t = next(f.type for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
+                raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}): attrs[{key!r}] = {v!r} is not {t}")
+            values[name] = v
         if not values and cls.optional():
             return None
         if missing:
             raise PayloadError(f"op {op.id} ({op.kind} {op.name!r}) lacks attrs {missing} of its {cls.__name__} payload")
-        for f in fields(cls):  # type: ignore[arg-type]
-            if (rule := f.metadata.get("fill")) is not None:
-                values[f.name] = rule(op, values.get(f.name))
+        for name, _, _, _, fill in layout:
+            if fill is not None:
+                values[name] = fill(op, values.get(name))
         return cls(**values)
 
     def attrs(self) -> dict[str, Any]:
