@@ -38,13 +38,28 @@ def moe_op(tokens: int, num_experts: int, top_k: int, hidden: int, intermediate:
                         hidden=hidden, intermediate=intermediate, router_flops=w["router_flops"]).attrs())
 
 
+class MoeCheckError(ValueError):
+    user_facing = True
+
+
+def gpu_of(hardware: str) -> str:
+    """The GPU a catalog system prices: its id without the ``-cal`` of a calibrated file."""
+    return hardware.removesuffix("-cal")
+
+
 def compare(hardware: str, figures: str | Path = FIGURES) -> pd.DataFrame:
-    """Every figure with roofsim's time for it on ``hardware`` and the signed error."""
+    """Every figure measured on ``hardware``'s GPU with roofsim's time for it there and the
+    signed error."""
     from hw_models.catalog import load
     from simulator.costmodel import op_cost
 
     system = load(hardware)
     df = pd.read_csv(figures)
+    gpus = sorted(set(df["gpu"]))
+    df = df[df["gpu"] == gpu_of(hardware)]
+    if df.empty:
+        raise MoeCheckError(f"--hardware {hardware}: no MoE kernel figure was measured on it; "
+                            f"figures exist for {', '.join(gpus)} (and their -cal systems)")
     scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
     rows = []
     for _, r in df.iterrows():
@@ -52,7 +67,7 @@ def compare(hardware: str, figures: str | Path = FIGURES) -> pd.DataFrame:
                     int(r["intermediate"]), str(r["dtype"]))
         c = op_cost(op, system)
         measured = float(r["value"]) * scale[str(r["unit"])]
-        rows.append({"figure_id": r["figure_id"], "gpu": r["gpu"], "tokens": int(r["tokens"]),
+        rows.append({"figure_id": r["figure_id"], "model": r["model"], "tokens": int(r["tokens"]),
                      "measured_s": measured, "predicted_s": c.time_s, "bound": c.bound,
                      "error": c.time_s / measured - 1})
     return pd.DataFrame(rows)
@@ -62,14 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hardware", default="h100-sxm-cal", help="catalog system to price the figures on")
     args = p.parse_args(argv)
-    t = compare(args.hardware)
+    try:
+        t = compare(args.hardware)
+    except MoeCheckError as e:
+        print(f"roofsim: error: {e}")
+        return 2
     print(f"MoE kernel figures on {args.hardware} ({FIGURES.parent.name}):")
-    for _, r in t.iterrows():
-        print(f"  {r['figure_id']:42s} {r['tokens']:5d} tokens  measured {r['measured_s'] * 1e6:8.1f} us  "
-              f"roofsim {r['predicted_s'] * 1e6:8.1f} us  {100 * r['error']:+6.1f}%  {r['bound']}")
-    a = t["error"].abs()
-    print(f"  median |error| {a.median():.1%}, within ±10% {(a <= 0.10).mean():.1%}, "
-          f"signed median {t['error'].median():+.1%}")
+    for model, g in t.groupby("model", sort=False):
+        print(f"  {model}")
+        for _, r in g.iterrows():
+            print(f"    {r['figure_id']:42s} {r['tokens']:5d} tokens  measured {r['measured_s'] * 1e6:8.1f} us  "
+                  f"roofsim {r['predicted_s'] * 1e6:8.1f} us  {100 * r['error']:+6.1f}%  {r['bound']}")
+        a = g["error"].abs()
+        print(f"    median |error| {a.median():.1%}, within ±10% {(a <= 0.10).mean():.1%}, "
+              f"signed median {g['error'].median():+.1%}")
     return 0
 
 
