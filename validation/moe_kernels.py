@@ -79,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         t = compare(args.hardware)
-    except MoeCheckError as e:
-        print(f"roofsim: error: {e}")
+    except Exception as e:  # bad input (an unknown system, one without figures): one line
+        if not getattr(e, "user_facing", False):
+            raise
+        print(f"roofsim: error: {str(e).splitlines()[0]}")
         return 2
     print(f"MoE kernel figures on {args.hardware} ({FIGURES.parent.name}):")
     for model, g in t.groupby("model", sort=False):

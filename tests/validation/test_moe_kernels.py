@@ -80,7 +80,9 @@ def test_the_check_prints_one_line_per_figure_of_the_systems_gpu(capsys):
     assert "vllm40542" not in out and "median |error|" in out
 
 
-def test_a_system_no_figure_was_measured_on_is_a_one_line_error(capsys):
-    assert main(["--hardware", "l4"]) == 2
+@pytest.mark.parametrize("hardware, says", [("l4", "--hardware l4: no MoE kernel figure"),
+                                             ("no-such-gpu", "unknown hardware 'no-such-gpu'")])
+def test_a_system_without_figures_or_unknown_is_a_one_line_error(capsys, hardware, says):
+    assert main(["--hardware", hardware]) == 2
     out = capsys.readouterr().out.strip()
-    assert out.startswith("roofsim: error: --hardware l4") and "\n" not in out
+    assert out.startswith(f"roofsim: error: {says}") and "\n" not in out
