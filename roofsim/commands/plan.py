@@ -144,6 +144,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
     g.add_argument("--swap-space-gib", type=float, default=4.0)
     g.add_argument("--num-gpu-blocks", type=int, default=None)
+    g.add_argument("--step-overhead", default="0s", metavar="TIME",
+                   help="the engine's CPU time per step outside its kernels (roofsim serve --step-overhead)")
     p.set_defaults(func=run)
 
 
@@ -153,7 +155,7 @@ SERVING_COLUMNS = ["model", "hardware", "tp", "scheduler", "replicas", "devices"
 
 def run_serving(args: argparse.Namespace) -> int:
     """``plan --qps R --slo-p99-*``: the cheapest hardware x tp x replicas x scheduler."""
-    from roofsim.commands.serve import engine_config, traffic
+    from roofsim.commands.serve import engine_config, step_overhead, traffic
     from roofsim.planner.serving import best_serving, plan_serving
     from simulator.serving import ServeConfig
 
@@ -169,7 +171,7 @@ def run_serving(args: argparse.Namespace) -> int:
                        fusion=args.fusion or "serving", launch=args.launch or "graph",
                        gpu_memory_utilization=args.gpu_memory_utilization, swap_space_gib=args.swap_space_gib,
                        seed=args.seed, slo_ttft_ms=args.slo_p99_ttft_ms, slo_tpot_ms=args.slo_p99_tpot_ms,
-                       num_gpu_blocks=args.num_gpu_blocks)
+                       num_gpu_blocks=args.num_gpu_blocks, step_overhead_s=step_overhead(args))
     df = plan_serving(args.models[0], args.hardware, qps=args.qps, traffic=arrays, tp=args.tp,
                       schedulers=args.scheduler, replicas=args.replicas, max_replicas=args.max_replicas,
                       slo_p99_ttft_ms=args.slo_p99_ttft_ms, slo_p99_tpot_ms=args.slo_p99_tpot_ms,

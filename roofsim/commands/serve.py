@@ -61,6 +61,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--swap-space-gib", type=float, default=4.0, help="host memory for swapped KV, per device")
     p.add_argument("--num-gpu-blocks", type=int, default=None,
                    help="KV blocks per replica instead of what the memory footprint leaves (vLLM's override)")
+    p.add_argument("--step-overhead", default="0s", metavar="TIME",
+                   help="the engine's CPU time per step outside its kernels (scheduling, sampling), paid "
+                        "before every step; default 0s; vLLM 0.6: 1.24ms, fitted on published runs "
+                        "(validation/data/published/engines.yaml)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,6 +116,16 @@ def traffic(args: argparse.Namespace):
                     n=args.requests, duration=args.duration, seed=args.seed)
 
 
+def step_overhead(args: argparse.Namespace) -> float:
+    """``--step-overhead`` in seconds (a bad one: a one-line UserError)."""
+    from hw_models.units import UnitError, parse
+
+    try:
+        return parse(args.step_overhead, "time")
+    except UnitError as e:
+        raise UserError(f"--step-overhead: {e}") from None
+
+
 def engine_config(args: argparse.Namespace):
     from simulator.serving import SchedulerConfig
 
@@ -148,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                       fusion=args.fusion, launch=args.launch, gpu_memory_utilization=args.gpu_memory_utilization,
                       swap_space_gib=args.swap_space_gib, disaggregate=args.disaggregate, kv_link=args.kv_link,
                       spec=spec, seed=args.seed, slo_ttft_ms=args.slo_ttft_ms, slo_tpot_ms=args.slo_tpot_ms,
-                      num_gpu_blocks=args.num_gpu_blocks)
+                      num_gpu_blocks=args.num_gpu_blocks, step_overhead_s=step_overhead(args))
     cfg.check()
     res = serve(cfg, arrival, prompt, output, step_model=step_model)
     if scaled:

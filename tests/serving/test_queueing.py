@@ -145,3 +145,23 @@ def test_round_robin_and_least_outstanding_spread_the_load():
         res = run(FakeStepModel(), qps=10.0, n=600, replicas=3, router=router)
         counts = res.requests["replica"].value_counts()
         assert len(counts) == 3 and counts.min() > 150
+
+
+def test_an_engine_step_overhead_lengthens_every_step_by_itself():
+    # the same traffic with a fixed 50 ms step: every step takes 2 ms more, so a batch-one
+    # request's service time grows by 2 ms per step (one prefill, one decode)
+    base = run(ConstantStepModel(0.05), qps=2.0, n=200, scheduler="static", output=2,
+               sched=SchedulerConfig(max_num_seqs=1))
+    more = run(ConstantStepModel(0.05), qps=2.0, n=200, scheduler="static", output=2,
+               sched=SchedulerConfig(max_num_seqs=1), step_overhead_s=0.002)
+    assert np.allclose(more.steps["duration_s"], 0.052)
+    assert np.allclose(more.requests["e2e_s"] - more.requests["queue_s"], 0.104)
+    assert more.requests["e2e_s"].mean() > base.requests["e2e_s"].mean()
+
+
+@pytest.mark.parametrize("bad", [-1e-3, 1.5, float("nan"), "1ms"])
+def test_a_bad_step_overhead_is_a_one_line_error(bad):
+    from simulator.serving.cluster import ServeError
+
+    with pytest.raises(ServeError, match="--step-overhead must be a time in 0..1 s"):
+        ServeConfig(model="fake", hardware="fake", step_overhead_s=bad).check()

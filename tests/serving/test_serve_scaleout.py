@@ -55,6 +55,8 @@ def test_serve_cli_runs_a_pipeline(capsys):
     (["--pp", "2", "--disaggregate", "1:1"], "take neither --disaggregate"),
     (["--ep", "2"], "has no mixture-of-experts layers"),
     (["--pp", "99"], "--pp 99 exceeds the 32 layers"),
+    (["--step-overhead", "5"], "--step-overhead: unit"),
+    (["--step-overhead", "2s"], "--step-overhead must be a time in 0..1 s"),
 ])
 def test_serve_scaleout_errors_are_one_line(capsys, argv, needle):
     rc = main(["serve", "llama-3.1-8b", "--hardware", "h100-sxm", "--qps", "1", "--requests", "5", *argv])
