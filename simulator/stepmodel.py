@@ -47,6 +47,7 @@ one grid and one cache; the two graph builders at the end exist only for it.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import math
@@ -62,6 +63,17 @@ from .footprint import DTYPE_BYTES, GIB, kv_dtype, peak_activation_bytes, weight
 
 #: bump when the model's definition changes, so old disk caches are not read
 VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def pricing_code_hash() -> str:
+    """The code a cached step time depends on: the graphs' (``workloads``), the cost model
+    and engine (``simulator``) and the physics (``hw_models``); an edit to any gives new
+    cache keys, so a changed model never answers from an old one's times."""
+    from workloads.graphcache import code_hash, source_hash
+
+    root = Path(__file__).resolve().parent
+    return code_hash() + source_hash(root, root.parent / "hw_models")
 
 #: decode batch sizes and contexts where a_dec is evaluated (interpolated between)
 BATCH_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024,
@@ -130,7 +142,7 @@ class StepModel:
     ``[(tokens, prefix), ...]`` and ``decode_batch`` decoding sequences of mean context
     ``decode_context``. Values are cached in memory and, with ``cache_dir`` (default
     ``$ROOFSIM_CACHE/steps`` or ``~/.cache/roofsim/steps``; ``cache_dir=False`` for none),
-    on disk per (model, spec, tp, dtype, fusion, launch).
+    on disk per (model, spec, tp, dtype, fusion, launch, ``pricing_code_hash()``).
     """
 
     def __init__(self, model: str, system: SystemSpec | str, *, tp: int = 1, dtype: str = "bf16",
@@ -175,7 +187,7 @@ class StepModel:
     def key(self) -> str:
         spec = self.system.model_dump_json()
         body = json.dumps([VERSION, self.model, self._model_digest(), spec, self.tp, self.dtype, self.fusion,
-                           self.launch])
+                           self.launch, pricing_code_hash()])
         return hashlib.sha1(body.encode()).hexdigest()[:20]
 
     def _model_digest(self) -> str:

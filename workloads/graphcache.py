@@ -56,18 +56,23 @@ def cache_dir() -> Path:
     return Path(user_cache_dir("roofsim", appauthor=False))
 
 
+def source_hash(*folders: Path) -> str:
+    """SHA-256 of the ``*.py`` and ``*.yaml`` files directly in ``folders``, names included."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for p in sorted(folder.glob("*.py")) + sorted(folder.glob("*.yaml")):
+            h.update(f"{folder.name}/{p.name}".encode())
+            h.update(b"\0")
+            h.update(p.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=1)
 def code_hash() -> str:
     """SHA-256 of every source file of the ``workloads`` package (cost rules, tracer, zoo
     configs, fusion, sharding, parametric families): any edit gives new keys."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for p in sorted(here.glob("*.py")) + sorted(here.glob("*.yaml")):
-        h.update(p.name.encode())
-        h.update(b"\0")
-        h.update(p.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
+    return source_hash(Path(__file__).parent)
 
 
 @functools.lru_cache(maxsize=1)

@@ -80,3 +80,14 @@ def test_a_precision_sizes_weights_and_kv_as_the_full_build_does(precision):
     bf16 = StepModel(MODEL, HW, cache_dir=False).memory(8192, 0.9)
     assert m.weights < bf16.weights
     assert m.kv_per_token == (bf16.kv_per_token / 2 if "kv8" in precision else bf16.kv_per_token)
+
+
+def test_the_disk_cache_key_follows_the_pricing_code(sm, monkeypatch):
+    # cached step times answer only for the code that priced them: an edit to the cost model,
+    # the physics or the graphs gives a new key
+    import simulator.stepmodel as stepmodel
+
+    assert len(stepmodel.pricing_code_hash()) == 128  # the graphs' and the pricing code's SHA-256s
+    before = sm.key()
+    monkeypatch.setattr(stepmodel, "pricing_code_hash", lambda: "an edited cost model")
+    assert sm.key() != before
