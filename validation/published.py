@@ -305,6 +305,8 @@ def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True,
     rows = []
     for _, r in df.iterrows():
         p = predict_case(r, calibrated, cache, systems, engines)
+        if p.steps and engines.get(str(r["engine"])):
+            p.steps += f"; every step + {engines[str(r['engine'])] * 1e3:.3g} ms of {r['engine']} CPU (engines.yaml)"
         measured = _to_base(float(r["value"]), r["unit"], str(r["metric"]))
         per_gpu = "per gpu" in str(r["unit"]).lower()
         tp, pp, ep = (int(_num(r[k]) or 1) for k in ("tp", "pp", "ep"))
