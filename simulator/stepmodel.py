@@ -75,6 +75,7 @@ def pricing_code_hash() -> str:
     root = Path(__file__).resolve().parent
     return code_hash() + source_hash(root, root.parent / "hw_models")
 
+
 #: decode batch sizes and contexts where a_dec is evaluated (interpolated between)
 BATCH_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024,
               1536, 2048, 3072, 4096)

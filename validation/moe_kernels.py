@@ -18,16 +18,16 @@ from pathlib import Path
 import pandas as pd
 
 FIGURES = Path(__file__).parent / "data" / "moe-kernels" / "figures.csv"
-_ELEM_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1}
 
 
 def moe_op(tokens: int, num_experts: int, top_k: int, hidden: int, intermediate: int, dtype: str):
     """The ``moe`` op of one gated MoE layer (gate-up ``2 I x H``, down ``H x I`` per expert)."""
+    from simulator.opterms import ELEM_BYTES
     from workloads.leaves import moe_work
     from workloads.op import Access, Op
     from workloads.payloads import Moe
 
-    elem = _ELEM_BYTES[dtype]
+    elem = ELEM_BYTES[dtype]
     w = moe_work(tokens, num_experts, top_k, hidden, [2 * intermediate * hidden, hidden * intermediate])
     act = tokens * hidden * 2
     reads = [Access("x", act, "activation"), Access("gate", hidden * num_experts * 2, "weight")]
@@ -51,6 +51,7 @@ def compare(hardware: str, figures: str | Path = FIGURES) -> pd.DataFrame:
     """Every figure measured on ``hardware``'s GPU with roofsim's time for it there and the
     signed error."""
     from hw_models.catalog import load
+    from hw_models.units import parse
     from simulator.costmodel import op_cost
 
     system = load(hardware)
@@ -60,13 +61,12 @@ def compare(hardware: str, figures: str | Path = FIGURES) -> pd.DataFrame:
     if df.empty:
         raise MoeCheckError(f"--hardware {hardware}: no MoE kernel figure was measured on it; "
                             f"figures exist for {', '.join(gpus)} (and their -cal systems)")
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
     rows = []
     for _, r in df.iterrows():
         op = moe_op(int(r["tokens"]), int(r["num_experts"]), int(r["top_k"]), int(r["hidden"]),
                     int(r["intermediate"]), str(r["dtype"]))
         c = op_cost(op, system)
-        measured = float(r["value"]) * scale[str(r["unit"])]
+        measured = parse(f"{r['value']} {r['unit']}", "time")
         rows.append({"figure_id": r["figure_id"], "model": r["model"], "tokens": int(r["tokens"]),
                      "measured_s": measured, "predicted_s": c.time_s, "bound": c.bound,
                      "error": c.time_s / measured - 1})
