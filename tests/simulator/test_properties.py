@@ -11,12 +11,14 @@ from simulator import simulate
 from simulator.costmodel import graph_costs
 from simulator.placement import Placement
 from workloads.graph import WorkloadGraph
+from workloads.leaves import moe_work
 from workloads.op import Access, Op
+from workloads.payloads import Moe
 
 SYSTEMS = [s for s in ("h100-sxm", "h100-sxm-cxl", "a100-80gb", "lpddr5x-pim") if s in catalog.list_systems()]
 
 _op = st.fixed_dictionaries({
-    "kind": st.sampled_from(["matmul", "gemv", "elementwise", "reduction", "scatter"]),
+    "kind": st.sampled_from(["matmul", "gemv", "elementwise", "reduction", "scatter", "moe"]),
     "m": st.integers(1, 64),
     "n": st.sampled_from([256, 1024, 4096]),
     "k": st.sampled_from([256, 1024, 4096]),
@@ -39,6 +41,12 @@ def _graph(specs) -> WorkloadGraph:
         if kind in ("matmul", "gemv"):
             reads.append(Access(f"w:{i}", 2 * n * k, "weight"))
             attrs = {"m": m, "n": n, "k": k, "batch": 1}
+        elif kind == "moe":  # m tokens over 8 experts of k -> n width, top-2 (a grouped GEMM)
+            w = moe_work(m, 8, 2, k, [2 * n * k, k * n])
+            reads += [Access(f"w:{i}:{j}", int(2 * e), "weight") for j, e in enumerate(w["elements"])]
+            flops = {"bf16": w["flops"]}
+            attrs = Moe(tokens=m, num_experts=8, top_k=2, expected_experts=w["expected_experts"], hidden=k,
+                        intermediate=n, router_flops=w["router_flops"]).attrs()
         else:
             flops = {"bf16": float(m * k)}
         if s["kv"]:
