@@ -82,7 +82,7 @@ def add_step_args(p: argparse.ArgumentParser) -> None:
     add_precision_args(p)
     p.add_argument("--fusion", choices=fusion_policies(), default="none",
                    help="which kernels run: none (eager PyTorch, default), compile (torch.compile), serving "
-                        "(vLLM/TensorRT-LLM-style fused kernels)")
+                        "(vLLM/TensorRT-LLM-style fused kernels), gpt-fast (gpt-fast/torchao's own model, compiled)")
 
 
 def resolve_precision(args: argparse.Namespace) -> bool:

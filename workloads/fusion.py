@@ -15,9 +15,12 @@ Policies (``POLICIES``, a registry: ``register_policy`` adds one):
   groups, plus sibling projections that read the same input fused into one GEMM (QKV,
   gate-up), and the KV-cache write as its own kernel (``reshape_and_cache``); attention
   is one flash/paged kernel (SDPA is already one op).
+* ``gpt-fast``: the ``compile`` kernels of the model gpt-fast (and torchao, which runs its
+  code) writes by hand: one ``wqkv`` projection for q, k and v, gate and up kept apart
+  (``w1``, ``w3``).
 
 Kernels per Llama decoder layer, from a traced Llama-3.1-8B decode step (a test counts
-them by hand): ``none`` 41, ``compile`` 12, ``serving`` 10.
+them by hand): ``none`` 39, ``compile`` 12, ``gpt-fast`` 10, ``serving`` 10.
 
 Grouping: fusible ops (``FUSIBLE``) joined by producer -> consumer edges, and fusible ops
 adjacent in program order (horizontal fusion), form one kernel, placed where its last
@@ -67,8 +70,9 @@ class Policy:
     description: str
     #: which ops may join a pointwise group
     fusible: Callable[[Op], bool]
-    #: merge projections that read the same input into one GEMM
-    merge_siblings: bool = False
+    #: which sibling projections (reading the same input) become one GEMM: ``qkv`` (an
+    #: attention's q/k/v), ``gate_up`` (an MLP's gate and up), ``other`` (any other set)
+    merge_siblings: frozenset[str] = frozenset()
     #: the engine's runtime all-reduces small messages with its own one-shot kernel (read by
     #: the simulator where a tensor-parallel step's collectives are priced)
     custom_allreduce: bool = False
@@ -98,8 +102,10 @@ register_policy(Policy("compile", "torch.compile/Inductor: pointwise, reduction,
                        "GEMMs and SDPA stay library kernels", lambda op: op.kind in FUSIBLE))
 register_policy(Policy("serving", "serving engines: fused QKV and gate-up GEMMs, fused add+RMSNorm, act*mul and "
                        "rotary kernels, KV-cache write and flash/paged attention kernels",
-                       lambda op: op.kind in FUSIBLE and not _writes_kv(op), merge_siblings=True,
+                       lambda op: op.kind in FUSIBLE and not _writes_kv(op), merge_siblings=frozenset({"qkv", "gate_up", "other"}),
                        custom_allreduce=True))
+register_policy(Policy("gpt-fast", "gpt-fast / torchao: torch.compile kernels of a model with one wqkv projection "
+                       "(gate and up stay apart)", lambda op: op.kind in FUSIBLE, merge_siblings=frozenset({"qkv"})))
 
 
 def policy(name: str) -> Policy:
@@ -179,12 +185,20 @@ def _pointwise_groups(ops: list[Op], pol: Policy) -> _Groups:
     return g
 
 
-def _siblings(ops: list[Op]) -> dict[int, list[int]]:
+def _sibling_kind(suffixes: set[str]) -> str:
+    """``qkv``, ``gate_up`` or ``other``: what a set of sibling projections is, by module name."""
+    if suffixes & {"q_proj", "k_proj", "v_proj"}:
+        return "qkv"
+    return "gate_up" if suffixes & {"gate_proj", "up_proj", "w1", "w3"} else "other"
+
+
+def _siblings(ops: list[Op], kinds: frozenset[str]) -> dict[int, list[int]]:
     """position of the first of a set of projections reading the same input -> all of them.
 
     Projections (``matmul``/``gemv`` with a weight) that read the same activation with the
     same ``m`` and ``k`` and sit in the same module parent (q/k/v of one attention, gate/up
-    of one MLP), with only views between, become one GEMM.
+    of one MLP), with only views between, become one GEMM where ``kinds`` holds their
+    ``_sibling_kind``.
     """
     out: dict[int, list[int]] = {}
     i = 0
@@ -206,7 +220,7 @@ def _siblings(ops: list[Op]) -> dict[int, list[int]]:
                 j += 1
                 continue
             break
-        if len(group) > 1:
+        if len(group) > 1 and _sibling_kind({ops[j].module.rsplit(".", 1)[-1] for j in group}) in kinds:
             out[i] = group
         i = group[-1] + 1
     return out
@@ -296,8 +310,7 @@ def _merged_gemm(members: list[Op], new_id: int) -> Op:
     attrs = {**first.attrs, **shape, "fused": [op.module.rsplit(".", 1)[-1] for op in members]}
     parent = first.module.rsplit(".", 1)[0]
     suffixes = {op.module.rsplit(".", 1)[-1] for op in members}
-    merged = "qkv_proj" if suffixes & {"q_proj", "k_proj", "v_proj"} else (
-        "gate_up_proj" if suffixes & {"gate_proj", "up_proj", "w1", "w3"} else "merged_proj")
+    merged = {"qkv": "qkv_proj", "gate_up": "gate_up_proj"}.get(_sibling_kind(suffixes), "merged_proj")
     return Op(id=new_id, name=f"fused::{'+'.join(sorted(suffixes))}", kind=first.kind, dtype=first.dtype,
               flops=flops, reads=list(reads.values()), writes=writes, launches=1, shapes=[],
               module=f"{parent}.{merged}", attrs=attrs, device=first.device, stream=first.stream)
@@ -311,7 +324,7 @@ def fuse(graph: WorkloadGraph, policy_name: str = "none") -> WorkloadGraph:
     ops = list(graph.ops)
     # 1. sibling projections -> one GEMM (serving): replace them in place by the merged op
     if pol.merge_siblings:
-        sib = _siblings(ops)
+        sib = _siblings(ops, pol.merge_siblings)
         if sib:
             drop = {j for g in sib.values() for j in g[1:]}
             merged: list[Op] = []

@@ -97,8 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--launch", choices=("eager", "graph"), default=None,
                    help="default eager (graph with --qps: serving engines replay CUDA graphs)")
     p.add_argument("--fusion", choices=fusion_policies(), default=None,
-                   help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style); "
-                        "default none (serving with --qps)")
+                   help="which kernels run: none (eager PyTorch), compile (torch.compile), serving (vLLM-style), "
+                        "gpt-fast (gpt-fast/torchao's model); default none (serving with --qps)")
     p.add_argument(
         "--kv-tier", default=None, help="tier holding the KV cache (e.g. host, cxl); default device"
     )

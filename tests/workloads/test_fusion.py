@@ -7,9 +7,9 @@ import warnings
 import pytest
 
 from workloads import build
-from workloads.fusion import FusionError, fuse, kernels_per_layer
+from workloads.fusion import FusionError, fuse, kernels_per_layer, policy
 
-POLICIES = ("none", "compile", "serving")
+POLICIES = ("none", "compile", "serving", "gpt-fast")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_flops_conserved_and_bytes_never_grow(llama, phase, pol):
     assert f.kernels <= g.kernels
     by = g.bytes_by_role()
     fb = f.bytes_by_role()
-    assert fb["weight"] == by["weight"] or pol == "serving"  # serving reads a merged QKV input once
+    assert fb["weight"] == by["weight"] or policy(pol).merge_siblings  # a merged QKV reads its input once
     assert fb["weight"] <= by["weight"]
 
 
@@ -45,9 +45,15 @@ def test_kernels_per_llama_layer_match_a_hand_count(llama):
     o_proj 1, add+RMSNorm 1, gate 1, up 1, SiLU·mul 1, down 1.
     serving (10): add+RMSNorm 1, fused QKV 1, rotary 1, KV write 1, attention 1, o_proj 1,
     add+RMSNorm 1, fused gate-up 1, SiLU·mul 1, down 1.
+    gpt-fast (10): add+RMSNorm 1, wqkv 1, rotary with the KV write 1, SDPA 1, wo 1,
+    add+RMSNorm 1, w1 1, w3 1, SiLU·mul 1, w2 1.
     """
     g = llama["decode"]
-    assert {pol: kernels_per_layer(fuse(g, pol)) for pol in POLICIES} == {"none": 39, "compile": 12, "serving": 10}
+    assert {pol: kernels_per_layer(fuse(g, pol)) for pol in POLICIES} == {
+        "none": 39, "compile": 12, "serving": 10, "gpt-fast": 10}
+    # gpt-fast merges the attention's projections only: its MLP keeps gate and up apart
+    names = [op.module.rsplit(".", 1)[-1] for op in fuse(g, "gpt-fast").ops if ".layers.0." in op.module]
+    assert "qkv_proj" in names and "gate_proj" in names and "up_proj" in names and "gate_up_proj" not in names
 
 
 def test_serving_kernels_are_named_for_their_patterns(llama):
