@@ -322,7 +322,7 @@ def fuse(graph: WorkloadGraph, policy_name: str = "none") -> WorkloadGraph:
     if pol.name == "none":
         return graph
     ops = list(graph.ops)
-    # 1. sibling projections -> one GEMM (serving): replace them in place by the merged op
+    # 1. sibling projections -> one GEMM (policies with merge_siblings): replace them in place by the merged op
     if pol.merge_siblings:
         sib = _siblings(ops, pol.merge_siblings)
         if sib:

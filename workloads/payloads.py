@@ -50,8 +50,13 @@ _TYPES = {"int": _NUMBER, "float": _NUMBER, "bool": (bool,), "str": (str,)}
 def _layout(cls: type) -> tuple[tuple[str, str, tuple, bool, Any], ...]:
     """Per field of a record class, once: (name, attrs key, the types its value may have,
     required, fill); annotations are strings here (``from __future__ import annotations``)."""
-    return tuple((f.name, f.metadata["key"], _TYPES[str(f.type).split(" ")[0]], f.default is MISSING,
+    return tuple((f.name, f.metadata.get("key"), _TYPES[str(f.type).split(" ")[0]], f.default is MISSING,
                   f.metadata.get("fill")) for f in fields(cls))  # type: ignore[arg-type]
+
+
+@cache
+def _optional(cls: type) -> bool:
+    return not any(fill for *_, fill in _layout(cls))
 
 
 class _Record:
@@ -64,7 +69,7 @@ class _Record:
         """True: an op carrying none of the record's keys has no payload (a fused kernel named
         by its pattern keeps only the names of its members). False where a field fills from
         the op: then every op of the kind has one."""
-        return not any(fill for *_, fill in _layout(cls))
+        return _optional(cls)
 
     @classmethod
     def read(cls, op: Op) -> Any:
@@ -95,8 +100,7 @@ class _Record:
 
     def attrs(self) -> dict[str, Any]:
         """The attrs keys of the fields stated: what ``read`` reads back."""
-        return {f.metadata["key"]: v for f in fields(self)  # type: ignore[arg-type]
-                if (v := getattr(self, f.name)) is not None}
+        return {key: v for name, key, *_ in _layout(type(self)) if (v := getattr(self, name)) is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +232,7 @@ class Quant(_Record):
 def payload(op: Op) -> Any:
     """The typed record of ``op``'s kind (None where its kind has none or the op carries none
     of its keys); a ``PayloadError`` for an op whose attrs do not make one."""
-    from .kinds import REGISTRY  # here, not above: the registry imports the record types
-
-    cls = REGISTRY[op.kind].payload
+    cls = _kinds.REGISTRY[op.kind].payload
     return cls.read(op) if cls is not None else None
 
 
@@ -249,9 +251,13 @@ def values(record: Any) -> tuple:
     """A record's type and field values, flat and hashable (empty for no record)."""
     if record is None:
         return ()
-    return (type(record).__name__, *(getattr(record, f.name) for f in fields(record)))
+    return (type(record).__name__, *(getattr(record, name) for name, *_ in _layout(type(record))))
 
 
 def signature(op: Op) -> tuple:
     """Everything of ``op``'s payloads a cost rule may read."""
     return values(payload(op)) + values(quant(op))
+
+
+# last: the kind registry imports the record types above
+from . import kinds as _kinds  # noqa: E402

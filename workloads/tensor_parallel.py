@@ -185,7 +185,6 @@ def shard(graph: WorkloadGraph, n: int) -> WorkloadGraph:
                 sharded.discard(a.tensor)
         if scale_flops:
             op.flops = {k: v / n for k, v in op.flops.items()}
-            q = quant(op)
             if q is not None and q.dequant_ops:
                 store(op, replace(q, dequant_ops=float(q.dequant_ops) / n))
         op.attrs["tp"] = n
