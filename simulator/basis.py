@@ -71,7 +71,7 @@ def _unit_curve(system: SystemSpec, unit: str, kind: str, name: str):
         return None
     base = name.split("::")[-1].split(".")
     base = base[1] if len(base) > 1 and base[0] in ("aten", "prims", "torch") else base[0]
-    # the most specific curve the cost model would price the op with (costmodel.kind_keys)
+    # the most specific curve the cost model would price the op with (opterms.kind_keys)
     for key in (f"{kind}.{base.strip('_')}", f"{kind}.decode", f"{kind}.prefill", kind):
         if key in u.kind_efficiency:
             return f"device.{table}.{dt}.kind_efficiency.{key}", u.kind_efficiency[key]
@@ -188,7 +188,7 @@ def basis(result, system: SystemSpec, launch: str = "eager") -> dict[str, Any]:
     unknown = 0.0
     if busy > 0 and device_s > 0:
         # each op's share of the device's part of the step, as long as it held the device
-        ops = zip(df["term"], df["bound"], df.get("unit", [""] * len(df)), df["kind"], df["name"],
+        ops = zip(df["term"], df["bound"], df["unit"], df["kind"], df["name"],
                   df["duration_s"] / busy * device_s, strict=True)
         unknown = _attribute(system, ops, seconds, quantity)
     return _result(step, seconds, quantity, unknown)

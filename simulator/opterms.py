@@ -76,7 +76,11 @@ def causal_fraction(op: Op) -> float:
     ``0..i``: ``sq (sq + 1) / 2`` of ``sq^2`` scores, ``(sq + 1) / (2 sq)``. Decode
     (``sq = 1`` against the whole cache) and non-causal attention keep the full count.
     """
-    p = payload(op)
+    return _causal_share(payload(op))
+
+
+def _causal_share(p) -> float:
+    """``causal_fraction`` of an op whose payload ``p`` is already read."""
     if not isinstance(p, Attention) or not p.causal:
         return 1.0
     sq, skv = int(p.sq or 0), int(p.skv or 0)
@@ -93,7 +97,7 @@ def _flop_items(op: Op):
 
 @dataclass(slots=True)
 class OpTerms:
-    """The parameter-free structure of one op's cost (see the module docstring)."""
+    """The parameter-free structure of one op's cost (the formulas are in ``simulator.costmodel``'s docstring)."""
 
     launches: int = 0
     #: (scalar key, count): count x scalar seconds
@@ -128,10 +132,9 @@ class OpTerms:
 
 class Structure:
     """What ``op_terms`` needs of one device of a system, computed once: cache levels,
-    tier kinds, tile shapes, the compute keys a ``Params`` will price, peaks."""
+    tier kinds, tile shapes, the compute keys a ``Params`` will price."""
 
-    __slots__ = ("system", "device", "d", "levels", "main", "cache", "llc", "tiers", "cu", "kind_curves",
-                 "peaks", "labels")
+    __slots__ = ("system", "device", "d", "levels", "main", "cache", "llc", "tiers", "cu", "kind_curves", "labels")
 
     def __init__(self, system: SystemSpec, d: int = 0, kind_curves: dict[str, frozenset[str]] | None = None) -> None:
         dev = system.device
@@ -177,9 +180,9 @@ class Structure:
 _DENSE = Quant()
 
 
-def _pim_tier(op: Op, st: Structure, pl: Placement) -> str | None:
+def _pim_tier(op: Op, st: Structure, pl: Placement, q: Quant) -> str | None:
     """The PIM tier name if ``op`` is GEMV-like and its weights sit in a PIM tier that does its dtype."""
-    if op.kind not in GEMM_KINDS or (quant(op) or _DENSE).family:
+    if op.kind not in GEMM_KINDS or q.family:
         return None  # PIM banks multiply 16-bit weights; a quantised kernel runs on the device
     where = pl.tier_of("weight")
     t = st.tiers.get(where)
@@ -264,13 +267,15 @@ def route_accesses(op: Op, st: Structure, pl: Placement, pim_tier: str | None, r
 def device_terms(op: Op, st: Structure, pl: Placement, resident: Collection[str] | None, t: OpTerms, far: Far) -> float:
     """The default terms of a kernel: its bytes routed, then its compute on the device's
     units (or on PIM banks holding its weights); returns its compute roofline seconds."""
-    pim_tier = _pim_tier(op, st, pl)
+    # each record read once per op: the reads are a measurable share of pricing a graph
+    q, p = quant(op) or _DENSE, payload(op)
+    pim_tier = _pim_tier(op, st, pl, q)
     route_accesses(op, st, pl, pim_tier, resident, t, far)
     if pim_tier is not None:
         far.crossed.add(pim_tier)
         return _pim_terms(op, st, pim_tier, t)
-    roof = _compute_terms(op, st, t)
-    fam = fused_family(op)
+    fam = fused_family(q)
+    roof = _compute_terms(op, st, t, q, p, fam)
     if fam is not None and fam.memory_efficiency.given:
         # the kernel's own streaming efficiency on every memory level it reads
         for e in t.demands.values():
@@ -305,35 +310,33 @@ def _pim_terms(op: Op, st: Structure, pim_tier: str, t: OpTerms) -> float:
     return t.flops / pim.peak.value
 
 
-def fused_family(op: Op):
-    """The quantised kernel family (``workloads.quantkernels``) running ``op`` as a fused
-    kernel, whose efficiencies replace the dense ones; ``None`` for any other op."""
-    q = quant(op)
-    if q is None or q.path != "fused":
+def fused_family(q: Quant):
+    """The quantised kernel family (``workloads.quantkernels``) running an op whose Quant
+    record is ``q`` as a fused kernel, whose efficiencies replace the dense ones; ``None``
+    for any other op."""
+    if q.path != "fused":
         return None
     from workloads.quantkernels import family
 
     return family(str(q.family))
 
 
-def _compute_terms(op: Op, st: Structure, t: OpTerms) -> float:
-    """Add the compute groups of an op; returns its compute roofline seconds."""
-    q = quant(op) or _DENSE
+def _compute_terms(op: Op, st: Structure, t: OpTerms, q: Quant, g, fam) -> float:
+    """Add the compute groups of an op (its Quant record ``q``, payload ``g`` and fused kernel
+    family ``fam``, read by the caller); returns its compute roofline seconds."""
     # a quantised kernel that multiplies on CUDA cores (ExLlama's half2 FMAs) runs on the
     # vector unit, yet it is still a tiled GEMM pipeline: its loads and math overlap as a
     # matrix op's do
     t.matrix = op.kind in MATRIX_KINDS
     matrix = t.matrix and q.math != "vector"
-    g = payload(op)
     if isinstance(g, Moe):
         g = g.experts_gemm()  # its experts' products are tiled like any GEMM's
     gemm = matrix and isinstance(g, Gemm) and g.m and g.n and g.k
     keys = t.keys = kind_keys(op)
-    share = causal_fraction(op)
+    share = _causal_share(g)
     dev = st.device
     roof = 0.0
     operand = f"level:{dev.operand_level}" if dev.operand_level else None
-    fam = fused_family(op)
     own = fam is not None and fam.compute_efficiency.given
     dequant = float(q.dequant_ops or 0.0)
     if dequant > 0:

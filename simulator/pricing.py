@@ -136,7 +136,7 @@ def _rates(groups: dict, sizes: np.ndarray, out: np.ndarray, params: Params) -> 
 
 
 def evaluate(table: TermTable, params: Params) -> Evaluation:
-    """Price every op of ``table`` with ``params`` (the formulas of the module docstring)."""
+    """Price every op of ``table`` with ``params`` (the formulas of ``simulator.costmodel``'s docstring)."""
     n = table.n
     fixed = np.zeros(n)
     fo, fk, fc = table.fixed
