@@ -8,14 +8,14 @@ import contextlib
 import importlib
 import os
 import pkgutil
-import re
 import sys
 import warnings
 
 from pydantic import ValidationError
 
+from hw_models.errors import exit_for, one_line
 from roofsim import commands
-from roofsim.errors import Interrupted, is_user_facing
+from roofsim.errors import Interrupted
 
 #: exit status after Ctrl-C: 128 + SIGINT, as shells report it
 EXIT_INTERRUPTED = 130
@@ -65,11 +65,6 @@ def library_noise(verbose: int):
         yield
 
 
-def _one_line(text: str) -> str:
-    # any line break (a field name from a hostile file may hold \r or \u2028) becomes a space
-    return re.sub(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*", " ", str(text).strip())
-
-
 def _forget_unhandled_interrupt() -> None:
     """CPython (3.11) marks a Ctrl-C that escaped code run through ``exec`` of a string (a
     dataclass's generated methods while a module imports, for one) as unhandled, and under
@@ -88,21 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        print(_one_line(f"roofsim: error: {loc}: {err['msg']}"), file=sys.stderr)
+        print(one_line(f"roofsim: error: {loc}: {err['msg']}"), file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt as e:
         # commands that keep partial work raise Interrupted saying what they kept
         msg = e.message if isinstance(e, Interrupted) else "interrupted"
-        print(f"roofsim: {_one_line(msg)}", file=sys.stderr)
+        print(f"roofsim: {one_line(msg)}", file=sys.stderr)
         _forget_unhandled_interrupt()
         return EXIT_INTERRUPTED
     except Exception as e:
-        if not is_user_facing(e):
-            raise
-        print(_one_line(f"roofsim: error: {e}"), file=sys.stderr)
-        return 2
+        return exit_for(e)
 
 
 if __name__ == "__main__":

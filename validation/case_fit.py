@@ -13,8 +13,21 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
+from hw_models.errors import exit_for
+
+from .fit import FitError
+from .published import predict_all
+
 #: fewer training cases than this and nothing is fitted
 MIN_TRAIN = 3
+
+
+def predicted(cases: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``cases`` roofsim predicts (both splits); none for none."""
+    if cases.empty:
+        return cases.reset_index(drop=True)
+    pred = predict_all(cases)
+    return cases[np.isfinite(pred["error"].to_numpy(float))].reset_index(drop=True)
 
 
 def fit_seconds(cases: pd.DataFrame, errors: Callable[[pd.DataFrame, float], pd.DataFrame], base: float,
@@ -23,7 +36,7 @@ def fit_seconds(cases: pd.DataFrame, errors: Callable[[pd.DataFrame, float], pd.
     frame); ``base`` is its value before the fit, ``what`` names it in the refusal."""
     train = cases[cases["split"] == "train"]
     if len(train) < MIN_TRAIN:
-        raise ValueError(f"{what}: only {len(train)} training cases roofsim predicts; need {MIN_TRAIN}")
+        raise FitError(f"{what}: only {len(train)} training cases roofsim predicts; need {MIN_TRAIN}")
 
     def loss(log_s: float) -> float:
         e = errors(train, math.exp(log_s))["error"].to_numpy(float)
@@ -46,15 +59,15 @@ def print_cases(result: dict) -> None:
 def main_for(argv: list[str] | None, doc: str, arg: str, help: str, fit: Callable[[str], dict],
              headline: Callable[[str, dict], str]) -> int:
     """The command line of a fit: ``--<arg> NAME``, the fitted number's ``headline`` and every
-    case before and after; a name with too few training cases is a one-line error, exit 2."""
+    case before and after; bad input (a name with too few training cases, an unknown system)
+    is a one-line error on stderr, exit 2."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument(f"--{arg}", required=True, help=help)
     name = getattr(p.parse_args(argv), arg)
     try:
         r = fit(name)
-    except ValueError as e:
-        print(f"roofsim: error: {e}")
-        return 2
+    except Exception as e:
+        return exit_for(e)
     print(headline(name, r))
     print_cases(r)
     return 0

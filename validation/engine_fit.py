@@ -15,29 +15,28 @@ hand, with the command and the cases named in its ``source``.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from .case_fit import fit_seconds, main_for
+from .case_fit import fit_seconds, main_for, predicted
 from .published import engine_steps, load_cases, predict_all
 
 
 def engine_cases(engine: str) -> pd.DataFrame:
     """The published cases of ``engine`` that roofsim predicts (both splits)."""
     cases = load_cases()
-    mine = cases[cases["engine"] == engine]
-    if mine.empty:
-        return mine.reset_index(drop=True)
-    pred = predict_all(mine)
-    return mine[np.isfinite(pred["error"].to_numpy(float))].reset_index(drop=True)
+    return predicted(cases[cases["engine"] == engine])
 
 
-def errors(cases: pd.DataFrame, engine: str, seconds: float) -> pd.DataFrame:
-    return predict_all(cases, engines={**engine_steps(), engine: seconds})
+def errors(cases: pd.DataFrame, engine: str, seconds: float, cache: dict | None = None) -> pd.DataFrame:
+    """``predict_all`` of ``cases`` with ``engine`` at ``seconds`` per step; ``cache`` keeps the
+    simulated steps across calls (the per-step time is added after them, so they stay valid)."""
+    return predict_all(cases, engines={**engine_steps(), engine: seconds}, cache=cache)
 
 
 def fit_engine(engine: str, lo: float = 1e-5, hi: float = 2e-2) -> dict:
-    return {"engine": engine, **fit_seconds(engine_cases(engine), lambda c, s: errors(c, engine, s), 0.0, lo, hi, engine)}
+    steps: dict = {}
+    return {"engine": engine, **fit_seconds(engine_cases(engine), lambda c, s: errors(c, engine, s, steps), 0.0,
+                                            lo, hi, engine)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,12 @@ host's catalog file by hand, with the command and the cases named in its ``sourc
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from hw_models.catalog import load
 from hw_models.quantity import Seconds
 
-from .case_fit import fit_seconds, main_for
+from .case_fit import fit_seconds, main_for, predicted
 from .published import load_cases, mode_of, predict_all, system_of
 
 #: the engine mode whose host cost is the model-code dispatch
@@ -29,7 +28,7 @@ EAGER_MODE = ("none", "eager")
 
 
 def _with_dispatch(system_id: str, seconds: float):
-    spec = load(system_id).model_copy(deep=True)
+    spec = load(system_id)  # a copy of its own
     spec.host.dispatch_overhead = Seconds(value=f"{seconds:.9g} s", source="candidate of validation.host_fit")
     return spec
 
@@ -37,10 +36,8 @@ def _with_dispatch(system_id: str, seconds: float):
 def eager_cases(system_id: str) -> pd.DataFrame:
     """The published cases run in eager model code on ``system_id`` that roofsim predicts (both splits)."""
     cases = load_cases()
-    mine = cases[[mode_of(str(r["engine"]), str(r["mode"])) == EAGER_MODE and system_of(str(r["hardware"]), True)
-                  == system_id for _, r in cases.iterrows()]]
-    pred = predict_all(mine)
-    return mine[np.isfinite(pred["error"].to_numpy(float))].reset_index(drop=True)
+    return predicted(cases[[mode_of(str(r["engine"]), str(r["mode"])) == EAGER_MODE
+                            and system_of(str(r["hardware"]), True) == system_id for _, r in cases.iterrows()]])
 
 
 def errors(cases: pd.DataFrame, system_id: str, seconds: float) -> pd.DataFrame:

@@ -2,9 +2,10 @@
 
 Each figure is one MoE layer's kernel time for a stated shape (experts, top-k, hidden and
 per-expert intermediate width on one GPU's shard), dtype and token count, measured by an
-engine's own kernel benchmark with no host time. The check builds the op the tracer emits
-for that layer (``workloads.leaves.moe_work``: the expected distinct experts' weights,
-the experts' and router's FLOPs) and prices it on a catalog system with the cost model
+engine's own kernel benchmark with no host time. The check builds the ``moe`` op of that
+layer from the tracer's own expectation (``workloads.leaves.moe_work``: the distinct
+experts' weights, the experts' and router's FLOPs; a test checks it equals the traced op's
+FLOPs, weight bytes and payload) and prices it on a catalog system with the cost model
 alone, so an error here belongs to the MoE kernel, not to scheduling or launch.
 
 Run: ``python -m validation.moe_kernels --hardware h100-sxm-cal``.
@@ -16,6 +17,8 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
+
+from hw_models.errors import exit_for
 
 FIGURES = Path(__file__).parent / "data" / "moe-kernels" / "figures.csv"
 
@@ -29,10 +32,10 @@ def moe_op(tokens: int, num_experts: int, top_k: int, hidden: int, intermediate:
 
     elem = ELEM_BYTES[dtype]
     w = moe_work(tokens, num_experts, top_k, hidden, [2 * intermediate * hidden, hidden * intermediate])
-    act = tokens * hidden * 2
-    reads = [Access("x", act, "activation"), Access("gate", hidden * num_experts * 2, "weight")]
+    act = tokens * hidden * elem
+    reads = [Access("x", act, "activation"), Access("gate", hidden * num_experts * elem, "weight")]
     reads += [Access(name, int(round(n * elem)), "weight") for name, n in zip(("gate_up", "down"), w["elements"], strict=True)]
-    return Op(id=0, name="moe::check", kind="moe", dtype=dtype, flops={f"matrix.{dtype}": w["flops"]},
+    return Op(id=0, name="moe::check", kind="moe", dtype=dtype, flops={dtype: w["flops"]},
               reads=reads, writes=[Access("y", act, "activation")],
               attrs=Moe(tokens=tokens, num_experts=num_experts, top_k=top_k, expected_experts=w["expected_experts"],
                         hidden=hidden, intermediate=intermediate, router_flops=w["router_flops"]).attrs())
@@ -80,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t = compare(args.hardware)
     except Exception as e:  # bad input (an unknown system, one without figures): one line
-        if not getattr(e, "user_facing", False):
-            raise
-        print(f"roofsim: error: {str(e).splitlines()[0]}")
-        return 2
+        return exit_for(e)
     print(f"MoE kernel figures on {args.hardware} ({FIGURES.parent.name}):")
     for model, g in t.groupby("model", sort=False):
         print(f"  {model}")

@@ -43,10 +43,13 @@ quantized held-out cases apart as well as together.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -91,14 +94,15 @@ MODES: dict[tuple[str, str], tuple[str, str]] = {
 ENGINES = CASES.with_name("engines.yaml")
 
 
-def engine_steps(path: str | Path = ENGINES) -> dict[str, float]:
-    """Each listed engine's per-step CPU time in seconds (``ENGINES``)."""
+@functools.cache
+def engine_steps(path: str | Path = ENGINES) -> Mapping[str, float]:
+    """Each listed engine's per-step CPU time in seconds (``ENGINES``), read once."""
     import yaml
 
     from hw_models.quantity import Seconds
 
     data = yaml.safe_load(Path(path).read_text()) or {}
-    return {engine: Seconds(**entry["step_overhead"]).value for engine, entry in data.items()}
+    return MappingProxyType({engine: Seconds(**entry["step_overhead"]).value for engine, entry in data.items()})
 
 
 #: published model ids -> roofsim zoo ids (architecture twins share an id)
@@ -173,7 +177,7 @@ def system_of(hw: str, calibrated: bool) -> str | None:
 
 
 def predict_case(row: pd.Series, calibrated: bool = True, cache: dict | None = None,
-                 systems: dict[str, Any] | None = None, engines: dict[str, float] | None = None) -> Prediction:
+                 systems: dict[str, Any] | None = None, engines: Mapping[str, float] | None = None) -> Prediction:
     """The figure ``row`` states, predicted; ``Prediction.note`` says why not where it cannot be.
     ``systems`` replaces catalog systems by id with given specs (a fit's candidates);
     ``engines`` the engines' per-step CPU seconds (default: ``engine_steps()``)."""
@@ -297,11 +301,13 @@ def _scaled_step(model: str, hw: str, b: int, dtype: str, fusion: str, launch: s
 
 
 def predict_all(df: pd.DataFrame | None = None, calibrated: bool = True,
-                systems: dict[str, Any] | None = None, engines: dict[str, float] | None = None) -> pd.DataFrame:
-    """Every case with ``predicted``, ``measured`` (base units), ``error`` (predicted/measured - 1), ``note``."""
+                systems: dict[str, Any] | None = None, engines: Mapping[str, float] | None = None,
+                cache: dict | None = None) -> pd.DataFrame:
+    """Every case with ``predicted``, ``measured`` (base units), ``error`` (predicted/measured - 1), ``note``.
+    ``cache`` keeps simulated steps across calls with the same ``calibrated`` and ``systems``."""
     df = load_cases() if df is None else df
     engines = engine_steps() if engines is None else engines
-    cache: dict = {}
+    cache = {} if cache is None else cache
     rows = []
     for _, r in df.iterrows():
         p = predict_case(r, calibrated, cache, systems, engines)

@@ -50,4 +50,4 @@ def test_the_committed_vllm_step_is_where_its_training_cases_want_it():
 
 def test_an_engine_with_too_few_training_cases_is_refused(capsys):
     assert main(["--engine", "no-such-engine"]) == 2
-    assert "need 3" in capsys.readouterr().out
+    assert "need 3" in capsys.readouterr().err

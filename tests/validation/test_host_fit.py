@@ -22,3 +22,11 @@ def test_the_committed_dispatch_cost_is_where_the_training_cases_want_it():
 
     at = loss(committed)
     assert at < loss(committed * 0.8) and at < loss(committed * 1.2) and at < loss(12e-6)
+
+
+def test_a_system_without_eager_cases_is_a_one_line_error(capsys):
+    from validation.host_fit import main
+
+    assert main(["--system", "l4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("roofsim: error: l4 (eager): only 0 training cases") and "\n" not in err

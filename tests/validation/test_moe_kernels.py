@@ -84,5 +84,5 @@ def test_the_check_prints_one_line_per_figure_of_the_systems_gpu(capsys):
                                              ("no-such-gpu", "unknown hardware 'no-such-gpu'")])
 def test_a_system_without_figures_or_unknown_is_a_one_line_error(capsys, hardware, says):
     assert main(["--hardware", hardware]) == 2
-    out = capsys.readouterr().out.strip()
+    out = capsys.readouterr().err.strip()
     assert out.startswith(f"roofsim: error: {says}") and "\n" not in out
