@@ -18,6 +18,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from roofsim.cliargs import add_precision_args, fusion_policies, resolve_precision
+from roofsim.commands.serve import add_scheduler_args
 from roofsim.errors import UserError
 
 TABLE_COLUMNS = [
@@ -136,16 +137,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--prompt-len", default="512", metavar="DIST")
     g.add_argument("--output-len", default="128", metavar="DIST")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-num-seqs", type=int, default=256)
-    g.add_argument("--max-num-batched-tokens", type=int, default=8192)
-    g.add_argument("--chunk-size", type=int, default=512)
-    g.add_argument("--block-size", type=int, default=16)
-    g.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    g.add_argument("--preemption", choices=("recompute", "swap"), default="recompute")
-    g.add_argument("--swap-space-gib", type=float, default=4.0)
-    g.add_argument("--num-gpu-blocks", type=int, default=None)
-    g.add_argument("--step-overhead", default="0s", metavar="TIME",
-                   help="the engine's CPU time per step outside its kernels (roofsim serve --step-overhead)")
+    add_scheduler_args(g)
     p.set_defaults(func=run)
 
 

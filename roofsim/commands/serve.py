@@ -52,6 +52,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion", choices=fusion_policies(), default="serving",
                    help="kernels each step runs (default serving: vLLM-style)")
     p.add_argument("--launch", choices=("eager", "graph"), default="graph", help="default graph (CUDA graphs)")
+    add_scheduler_args(p)
+
+
+def add_scheduler_args(p) -> None:
+    """An engine's scheduler, KV-cache and per-step options (``serve``; ``plan --qps`` too)."""
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=8192)
     p.add_argument("--chunk-size", type=int, default=512, help="chunked: token budget per step")
